@@ -1,0 +1,39 @@
+# The two commands of README.md: `make up` serves, `make test` runs every test.
+# Both create the environment they need first (.venv, all four frameworks).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.servegate-installed
+# pip check reports this one line by design: tensorflow-serving-api is installed with
+# --no-deps beside tensorflow-cpu (its metadata would pull the 1.9 GB CUDA tensorflow).
+EXPECTED_PIP_CHECK := tensorflow-serving-api 2.21.0 requires tensorflow, which is not installed.
+
+.PHONY: up test lint env models clean
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=24"
+	$(PY) -m pip install -q -e '.[all]'
+	$(PY) -m pip install -q --no-deps tensorflow-serving-api==2.21.0
+	@out=$$($(PY) -m pip check 2>&1 | grep -vxF '$(EXPECTED_PIP_CHECK)' | grep -v '^No broken requirements found' || true); \
+	  if [ -n "$$out" ]; then echo "pip check: $$out"; exit 1; fi
+	touch $(STAMP)
+
+up: $(STAMP)
+	$(VENV)/bin/servegate up $(ARGS)
+
+models: $(STAMP)
+	$(VENV)/bin/servegate models build
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+test: lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

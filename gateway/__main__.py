@@ -1,0 +1,5 @@
+"""`python -m gateway` runs the servegate CLI."""
+
+from gateway.cli import app
+
+app()

@@ -1,0 +1,110 @@
+"""API: the grpc.aio `inference.GRPCInferenceService` front end over the DataPlane.
+
+Each method translates protobufs to the DataPlane's terms and back; one wrapper maps
+every GatewayError to its status code, with a retry hint in the trailing metadata.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from gateway.dataplane import DataPlane
+from gateway.errors import GatewayError
+from gateway.protocol import v2_grpc
+from gateway.protocol.pb import v2_pb2 as pb
+from gateway.protocol.v2_service import generic_handler
+from gateway.router.selection import PIN_HEADER
+
+log = logging.getLogger(__name__)
+
+Method = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Message]]
+
+
+def _mapped(fn: Method) -> Method:
+    @functools.wraps(fn)
+    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Message:
+        try:
+            return await fn(request, context)
+        except GatewayError as exc:
+            error = exc
+        except Exception as exc:
+            log.exception("unexpected error in %s", fn.__name__)
+            error = GatewayError(f"internal error: {type(exc).__name__}: {exc}")
+        if error.retry_after is not None:
+            context.set_trailing_metadata((("retry-after", str(error.retry_after)),))
+        await context.abort(error.grpc_code, error.message)
+        raise AssertionError("unreachable: abort raises")
+
+    return wrapper
+
+
+def _pin(context: grpc.aio.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == PIN_HEADER:
+            return value if isinstance(value, str) else value.decode()
+    return None
+
+
+def _tensor_meta(specs: list[dict[str, Any]]) -> list[pb.ModelMetadataResponse.TensorMetadata]:
+    return [
+        pb.ModelMetadataResponse.TensorMetadata(
+            name=s["name"], datatype=s["datatype"], shape=s["shape"]
+        )
+        for s in specs
+    ]
+
+
+def servicer(dataplane: DataPlane) -> grpc.GenericRpcHandler:
+    """The v2 gRPC service handler for `dataplane`."""
+
+    async def server_live(_: pb.ServerLiveRequest, __: grpc.aio.ServicerContext) -> Message:
+        return pb.ServerLiveResponse(live=True)
+
+    async def server_ready(_: pb.ServerReadyRequest, __: grpc.aio.ServicerContext) -> Message:
+        return pb.ServerReadyResponse(ready=await dataplane.server_ready())
+
+    async def model_ready(req: pb.ModelReadyRequest, ctx: grpc.aio.ServicerContext) -> Message:
+        return pb.ModelReadyResponse(
+            ready=await dataplane.model_ready(req.name, req.version, _pin(ctx))
+        )
+
+    async def server_metadata(_: pb.ServerMetadataRequest, __: grpc.aio.ServicerContext) -> Message:
+        meta = dataplane.server_metadata()
+        return pb.ServerMetadataResponse(
+            name=meta["name"], version=meta["version"], extensions=meta["extensions"]
+        )
+
+    async def model_metadata(
+        req: pb.ModelMetadataRequest, ctx: grpc.aio.ServicerContext
+    ) -> Message:
+        meta = await dataplane.model_metadata(req.name, req.version, _pin(ctx))
+        return pb.ModelMetadataResponse(
+            name=meta["name"],
+            versions=meta["versions"],
+            platform=meta["platform"],
+            inputs=_tensor_meta(meta["inputs"]),
+            outputs=_tensor_meta(meta["outputs"]),
+        )
+
+    async def model_infer(req: pb.ModelInferRequest, ctx: grpc.aio.ServicerContext) -> Message:
+        request = v2_grpc.request_from_pb(req)
+        remaining = ctx.time_remaining()
+        deadline = None if remaining is None else dataplane.clock() + remaining
+        response = await dataplane.infer(request, deadline=deadline, pin=_pin(ctx))
+        return v2_grpc.response_to_pb(response)
+
+    handlers: dict[str, Method] = {
+        "ServerLive": server_live,
+        "ServerReady": server_ready,
+        "ModelReady": model_ready,
+        "ServerMetadata": server_metadata,
+        "ModelMetadata": model_metadata,
+        "ModelInfer": model_infer,
+    }
+    return generic_handler({name: _mapped(fn) for name, fn in handlers.items()})

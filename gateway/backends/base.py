@@ -1,0 +1,72 @@
+"""Backends: the interface every runner client implements, and the one status mapping.
+
+A backend is one variant's client: `infer` with an absolute deadline, `ready`, `aclose`.
+Nothing more; metadata comes from model.yaml. No retries in here: failover is the
+router's job, with the deadline in view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import grpc
+
+from gateway.errors import (
+    BadRequest,
+    DeadlineExceeded,
+    GatewayError,
+    Overloaded,
+    Unavailable,
+)
+from gateway.tensors import InferRequest, InferResponse
+
+Clock = Callable[[], float]
+
+
+class Backend(Protocol):
+    """One variant's runner client."""
+
+    name: str
+    protocol: str
+
+    async def infer(self, request: InferRequest, *, deadline: float) -> InferResponse: ...
+
+    async def ready(self) -> bool: ...
+
+    async def aclose(self) -> None: ...
+
+
+def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    """Every backend channel's options, set in one place."""
+    return [
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+    ]
+
+
+_UPSTREAM: dict[grpc.StatusCode, type[GatewayError]] = {
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: Overloaded,
+    grpc.StatusCode.INVALID_ARGUMENT: BadRequest,
+    # A model missing on its runner means this variant cannot serve now.
+    grpc.StatusCode.NOT_FOUND: Unavailable,
+    grpc.StatusCode.CANCELLED: Unavailable,
+}
+
+
+def map_rpc_error(variant: str, exc: grpc.aio.AioRpcError) -> GatewayError:
+    """An upstream gRPC failure as a GatewayError that names the variant."""
+    cls = _UPSTREAM.get(exc.code(), GatewayError)
+    return cls(f"variant '{variant}': {exc.code().name}: {exc.details()}")
+
+
+def timeout_for(variant: str, deadline: float, clock: Clock) -> float:
+    """Seconds left until `deadline`; DeadlineExceeded when none are."""
+    left = deadline - clock()
+    if left <= 0:
+        raise DeadlineExceeded(f"variant '{variant}': deadline passed before the call")
+    return left

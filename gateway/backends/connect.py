@@ -1,0 +1,32 @@
+"""Backends: picks the client class for a variant from its runner's wire protocol."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from gateway.backends.base import Backend, Clock
+from gateway.backends.v2 import V2Backend
+from gateway.config import VariantConfig
+
+# protocol -> constructor(name, endpoint, remote_model, max_message_bytes=, clock=)
+BACKENDS: dict[str, Callable[..., Backend]] = {
+    "v2": V2Backend,
+}
+
+
+def connect(
+    name: str,
+    variant: VariantConfig,
+    endpoint: str,
+    remote_model: str,
+    *,
+    max_message_bytes: int,
+    clock: Clock = time.monotonic,
+) -> Backend:
+    """A client for `variant` served at `endpoint` under the runner-side name `remote_model`."""
+    try:
+        cls = BACKENDS[variant.protocol]
+    except KeyError:
+        raise ValueError(f"no backend client for protocol {variant.protocol!r}") from None
+    return cls(name, endpoint, remote_model, max_message_bytes=max_message_bytes, clock=clock)

@@ -1,0 +1,267 @@
+"""CLI: `servegate up | serve | infer | models build`. Turns flags into Settings and calls down.
+
+Holds no serving logic: `up` is build (a child process) -> Supervisor -> server.Gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated
+
+import grpc
+import httpx
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gateway import client
+from gateway.config import (
+    DEFAULT_REPOSITORY,
+    Repository,
+    RepositoryError,
+    Settings,
+    load_repository,
+)
+from gateway.server import Gateway, build_dataplane
+from gateway.supervisor import RunnerFailed, Supervisor
+from gateway.supervisor.supervisor import needed_runners
+
+app = typer.Typer(
+    help="servegate: one KServe v2 gateway over PyTorch, TensorFlow, ONNX and JAX.",
+    no_args_is_help=True,
+)
+models_app = typer.Typer(help="Build and list the models of a repository.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+console = Console()
+
+RepoOpt = Annotated[Path, typer.Option(help="Model repository folder.")]
+
+
+def _load(repository: Path) -> Repository:
+    try:
+        return load_repository(repository)
+    except RepositoryError as exc:
+        console.print(f"[red]model repository has errors:[/]\n{exc}")
+        raise typer.Exit(2) from None
+
+
+def _run_builder(repository: Path, names: list[str] | None = None, force: bool = False) -> None:
+    argv = [sys.executable, "-m", "model_repo.builders", "--repository", str(repository)]
+    for name in names or []:
+        argv += ["--model", name]
+    if force:
+        argv.append("--force")
+    if subprocess.call(argv) != 0:
+        console.print("[red]model build failed[/]")
+        raise typer.Exit(1)
+
+
+@models_app.command("build")
+def models_build(
+    model: Annotated[list[str] | None, typer.Option(help="Only this model (repeatable).")] = None,
+    force: Annotated[bool, typer.Option(help="Rebuild what already exists.")] = False,
+    repository: RepoOpt = DEFAULT_REPOSITORY,
+) -> None:
+    """Train or seed each model's weights and export every framework's artifact."""
+    _run_builder(repository, model, force)
+
+
+@models_app.command("list")
+def models_list(repository: RepoOpt = DEFAULT_REPOSITORY) -> None:
+    """The models, their variants and whether each artifact is built."""
+    repo = _load(repository)
+    table = Table("model", "variant", "runner", "artifact", "built")
+    for name, model in repo.items():
+        for vname, v in model.variants.items():
+            path = repo.version_folder(name) / v.artifact
+            default = " (default)" if vname == model.routing.default else ""
+            table.add_row(
+                name, vname + default, v.runner, str(path), "yes" if path.exists() else "no"
+            )
+    console.print(table)
+
+
+def _runner_table(repo: Repository, supervisor: Supervisor) -> Table:
+    table = Table("model", "variant", "runner", "endpoint", "pid", "ready after")
+    for name, model in repo.items():
+        for vname, v in model.variants.items():
+            proc = supervisor.runners.get(v.runner)
+            endpoint = v.endpoint or (proc.endpoint if proc else "not started")
+            table.add_row(
+                name,
+                vname + (" (default)" if vname == model.routing.default else ""),
+                v.runner,
+                endpoint,
+                str(proc.pid) if proc else "-",
+                f"{proc.ready_after_s:.2f} s" if proc else "-",
+            )
+    return table
+
+
+def _example(repo: Repository, settings: Settings, http_port: int) -> str:
+    name = next(iter(repo))
+    spec = repo[name].signature.inputs[0]
+    samples = repo.version_folder(name) / "samples.npz"
+    if samples.exists():
+        with np.load(samples) as f:
+            row = f["inputs"][:1]
+    else:
+        row = np.zeros([1 if d == -1 else d for d in spec.shape], dtype=np.float32)
+    doc = {
+        "inputs": [
+            {
+                "name": spec.name,
+                "datatype": spec.datatype,
+                "shape": list(row.shape),
+                "data": row.reshape(-1).tolist(),
+            }
+        ]
+    }
+    return (
+        f"curl -s http://{settings.host}:{http_port}/v2/models/{name}/infer "
+        f"-H 'Content-Type: application/json' -d '{json.dumps(doc)}'"
+    )
+
+
+async def _serve(
+    settings: Settings, repo: Repository, kinds: list[str], external: dict[str, str]
+) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="servegate-run-"))
+    supervisor = Supervisor(repo, workdir, host="127.0.0.1")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    gateway = None
+    try:
+        if kinds:
+            with console.status(f"starting runners {kinds} (logs in {workdir})"):
+                t0 = time.perf_counter()
+                endpoints = await supervisor.start(kinds)
+            console.print(f"runners ready in {time.perf_counter() - t0:.1f} s")
+        else:
+            endpoints = {}
+        endpoints.update(external)
+        gateway = Gateway(build_dataplane(settings, repo, endpoints), settings)
+        await gateway.start()
+        console.print(_runner_table(repo, supervisor))
+        console.print(
+            f"[bold green]servegate ready[/]  HTTP http://{settings.host}:{gateway.http_port}/v2  "
+            f"gRPC {settings.host}:{gateway.grpc_port}  docs http://{settings.host}:{gateway.http_port}/docs"
+        )
+        console.print("try:\n  " + _example(repo, settings, gateway.http_port), soft_wrap=True)
+        console.print("Ctrl-C stops the gateway and every runner.")
+        await stop.wait()
+        console.print("stopping...")
+    finally:
+        if gateway is not None:
+            await gateway.stop()
+        supervisor.stop()
+
+
+def _run(coro: object) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(coro)  # type: ignore[arg-type]
+    except ImportError:
+        asyncio.run(coro)  # type: ignore[arg-type]
+
+
+@app.command()
+def up(
+    host: Annotated[str, typer.Option(help="Address the gateway binds.")] = "127.0.0.1",
+    http_port: Annotated[int, typer.Option(help="HTTP port (0: any free one).")] = 8000,
+    grpc_port: Annotated[int, typer.Option(help="gRPC port (0: any free one).")] = 8001,
+    runner: Annotated[
+        list[str] | None, typer.Option(help="Start only these runners (repeatable).")
+    ] = None,
+    build: Annotated[bool, typer.Option(help="Build missing model artifacts first.")] = True,
+    repository: RepoOpt = DEFAULT_REPOSITORY,
+) -> None:
+    """Build what is missing, start the runners and the gateway; Ctrl-C stops them all."""
+    if build:
+        _run_builder(repository)
+    settings = Settings(host=host, http_port=http_port, grpc_port=grpc_port, repository=repository)
+    repo = _load(repository)
+    kinds = runner if runner else needed_runners(repo)
+    try:
+        _run(_serve(settings, repo, kinds, {}))
+    except RunnerFailed as exc:
+        console.print(f"[red]runner failed:[/] {exc}")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def serve(
+    runner_endpoint: Annotated[list[str], typer.Option(help="KIND=host:port of a running runner.")],
+    host: Annotated[str, typer.Option()] = "0.0.0.0",
+    http_port: Annotated[int, typer.Option()] = 8000,
+    grpc_port: Annotated[int, typer.Option()] = 8001,
+    repository: RepoOpt = DEFAULT_REPOSITORY,
+) -> None:
+    """The gateway alone, in front of runners started elsewhere (containers)."""
+    endpoints = dict(item.split("=", 1) for item in runner_endpoint)
+    settings = Settings(host=host, http_port=http_port, grpc_port=grpc_port, repository=repository)
+    _run(_serve(settings, _load(repository), [], endpoints))
+
+
+@app.command()
+def infer(
+    model: Annotated[str, typer.Argument(help="Model name, or MODEL@VARIANT.")] = "digits",
+    protocol: Annotated[str, typer.Option(help="http (JSON), binary, or grpc.")] = "http",
+    url: Annotated[str, typer.Option(help="Gateway HTTP URL.")] = "http://127.0.0.1:8000",
+    grpc_address: Annotated[str, typer.Option(help="Gateway gRPC address.")] = "127.0.0.1:8001",
+    variant: Annotated[str | None, typer.Option(help="Pin a variant.")] = None,
+    sample: Annotated[int, typer.Option(help="Which held-out sample to send.")] = 0,
+    input_file: Annotated[Path | None, typer.Option(help=".npy file to send instead.")] = None,
+    repository: RepoOpt = DEFAULT_REPOSITORY,
+) -> None:
+    """Send one request (a held-out sample by default) and print the answer."""
+    if protocol not in client.PROTOCOLS:
+        raise typer.BadParameter(f"protocol must be one of {client.PROTOCOLS}")
+    repo = _load(repository)
+    base = model.partition("@")[0]
+    if base not in repo:
+        console.print(f"[red]unknown model {base!r}[/]")
+        raise typer.Exit(2)
+    spec = repo[base].signature.inputs[0]
+    label = None
+    if input_file is not None:
+        data = np.load(input_file)
+    else:
+        with np.load(repo.version_folder(base) / "samples.npz") as f:
+            data, label = f["inputs"][sample : sample + 1], int(f["labels"][sample])
+    inputs = {spec.name: data.astype(np.dtype(data.dtype))}
+    t0 = time.perf_counter()
+    try:
+        if protocol == "grpc":
+            with grpc.insecure_channel(grpc_address) as channel:
+                response = client.infer_grpc(channel, model, inputs, variant=variant)
+        else:
+            with httpx.Client(base_url=url, timeout=30) as http:
+                response = client.infer_http(
+                    http, model, inputs, binary=protocol == "binary", variant=variant
+                )
+    except (client.ClientError, httpx.HTTPError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    elapsed = (time.perf_counter() - t0) * 1000
+    for t in response.outputs:
+        console.print(
+            f"{t.name} {t.datatype} {list(t.shape)}: {np.array2string(t.data, precision=3)}"
+        )
+        if t.data.ndim == 2 and t.data.dtype.kind == "f":
+            console.print(
+                f"predicted class: {t.data.argmax(axis=1).tolist()}"
+                + (f" (label {label})" if label is not None else "")
+            )
+    console.print(f"variant: {response.parameters.get('variant', '?')}, {elapsed:.1f} ms")

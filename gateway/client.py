@@ -1,0 +1,78 @@
+"""Client: a small v2 client over HTTP (JSON or binary) and gRPC, for the CLI and load tests.
+
+It uses the gateway's own codecs (protocol/), so what it sends is what tritonclient
+sends: binary tensors when asked, raw contents on gRPC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import grpc
+import httpx
+import numpy as np
+
+from gateway.protocol import v2_grpc, v2_http
+from gateway.protocol.v2_service import V2Stub
+from gateway.router.selection import PIN_HEADER
+from gateway.tensors import InferRequest, InferResponse, Tensor
+
+PROTOCOLS = ("http", "binary", "grpc")
+
+
+class ClientError(RuntimeError):
+    """The server answered an error; `status` is the HTTP status or gRPC code name."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+
+
+def make_request(
+    model: str, inputs: Mapping[str, np.ndarray], request_id: str = ""
+) -> InferRequest:
+    return InferRequest(
+        model_name=model,
+        id=request_id,
+        inputs=tuple(Tensor.from_numpy(name, arr) for name, arr in inputs.items()),
+    )
+
+
+def infer_http(
+    client: httpx.Client,
+    model: str,
+    inputs: Mapping[str, np.ndarray],
+    *,
+    binary: bool,
+    variant: str | None = None,
+) -> InferResponse:
+    body, length = v2_http.encode_request(make_request(model, inputs), binary=binary)
+    headers = {"Content-Type": "application/octet-stream" if binary else "application/json"}
+    if length is not None:
+        headers["Inference-Header-Content-Length"] = str(length)
+    if variant:
+        headers[PIN_HEADER] = variant
+    reply = client.post(f"/v2/models/{model}/infer", content=body, headers=headers)
+    if reply.status_code != 200:
+        raise ClientError(str(reply.status_code), reply.json().get("error", reply.text))
+    header = reply.headers.get("inference-header-content-length")
+    return v2_http.decode_response(reply.content, int(header) if header else None)
+
+
+def infer_grpc(
+    channel: grpc.Channel,
+    model: str,
+    inputs: Mapping[str, np.ndarray],
+    *,
+    variant: str | None = None,
+    timeout: float = 30.0,
+) -> InferResponse:
+    stub = V2Stub(channel)  # type: ignore[arg-type]
+    metadata = ((PIN_HEADER, variant),) if variant else None
+    try:
+        reply = stub.ModelInfer(
+            v2_grpc.request_to_pb(make_request(model, inputs)), timeout=timeout, metadata=metadata
+        )
+    except grpc.RpcError as exc:
+        raise ClientError(exc.code().name, exc.details()) from None  # type: ignore[attr-defined]
+    return v2_grpc.response_from_pb(reply)

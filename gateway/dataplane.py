@@ -1,0 +1,173 @@
+"""DataPlane: the one object both front ends call. Validates, picks a variant, forwards.
+
+api/http.py and api/grpc.py only translate bytes to InferRequest and back; everything
+a request means (model lookup, version, signature check, variant choice, deadline,
+output selection) happens here, once for both protocols.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from gateway import __version__
+from gateway.backends.base import Backend
+from gateway.config import ModelConfig, Repository
+from gateway.errors import ModelNotFound, Unavailable
+from gateway.protocol import signature
+from gateway.router import selection
+from gateway.tensors import InferRequest, InferResponse
+
+EXTENSIONS = ("binary_tensor_data", "servegate_variants")
+
+PLATFORMS: Mapping[str, str] = {
+    "onnx": "onnx_onnxv1",
+    "jax": "jax_export",
+    "torchserve": "pytorch_torchscript",
+    "tfserving": "tensorflow_savedmodel",
+    "v2": "v2",
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Target:
+    """A resolved request target: the model, its version and the chosen variant."""
+
+    model: ModelConfig
+    version: str
+    variant: str
+
+
+class DataPlane:
+    """Serves a Repository through `backends`, keyed by (model, variant)."""
+
+    def __init__(
+        self,
+        repository: Repository,
+        backends: Mapping[tuple[str, str], Backend],
+        *,
+        default_timeout_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.repository = repository
+        self._backends = dict(backends)
+        self._default_timeout_s = default_timeout_s
+        self.clock = clock
+
+    def resolve(self, model_name: str, version: str = "", pin: str | None = None) -> Target:
+        """Looks up model, version and variant; 404 for any unknown one."""
+        name, alias_pin = selection.split_alias(model_name)
+        model = self.repository.get(name)
+        if model is None:
+            raise ModelNotFound(f"unknown model '{name}'")
+        if version and version not in model.versions:
+            raise ModelNotFound(
+                f"model '{name}' has no version '{version}' (versions: {list(model.versions)})"
+            )
+        variant = selection.choose(model, alias_pin, pin)
+        return Target(model, version or model.latest_version, variant)
+
+    async def infer(
+        self, request: InferRequest, *, deadline: float | None = None, pin: str | None = None
+    ) -> InferResponse:
+        """Validates `request`, sends it to the chosen variant, and answers in the client's names.
+
+        The deadline is the earliest of the caller's (gRPC), the request's `timeout`
+        parameter (microseconds, Triton's convention) and the model's default.
+        """
+        pin = pin or _param_pin(request)
+        target = self.resolve(request.model_name, request.model_version, pin)
+        signature.check(request, target.model.signature)
+        deadline = self._deadline(request, target.model, deadline)
+        backend = self._backend(target)
+        response = await backend.infer(
+            dataclasses.replace(request, model_version=target.version), deadline=deadline
+        )
+        outputs = response.outputs
+        if request.outputs:
+            wanted = {o.name for o in request.outputs}
+            outputs = tuple(t for t in outputs if t.name in wanted)
+        return InferResponse(
+            model_name=request.model_name,
+            model_version=target.version,
+            id=request.id,
+            outputs=outputs,
+            parameters={selection.PIN_PARAMETER: target.variant},
+        )
+
+    def _deadline(self, request: InferRequest, model: ModelConfig, given: float | None) -> float:
+        timeout = request.parameters.get("timeout")
+        if isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout > 0:
+            seconds = timeout / 1e6
+        elif model.default_timeout_ms is not None:
+            seconds = model.default_timeout_ms / 1000
+        else:
+            seconds = self._default_timeout_s
+        own = self.clock() + seconds
+        return own if given is None else min(given, own)
+
+    def _backend(self, target: Target) -> Backend:
+        backend = self._backends.get((target.model.name, target.variant))
+        if backend is None:
+            raise Unavailable(
+                f"variant '{target.variant}' of model '{target.model.name}' is not served"
+            )
+        return backend
+
+    async def variant_ready(self, model: str, variant: str) -> bool:
+        backend = self._backends.get((model, variant))
+        return backend is not None and await backend.ready()
+
+    async def model_ready(self, model_name: str, version: str = "", pin: str | None = None) -> bool:
+        target = self.resolve(model_name, version, pin)
+        return await self.variant_ready(target.model.name, target.variant)
+
+    async def server_ready(self) -> bool:
+        """Ready when every model's default variant is."""
+        for model in self.repository.values():
+            if not await self.variant_ready(model.name, model.routing.default):
+                return False
+        return True
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": "servegate", "version": __version__, "extensions": list(EXTENSIONS)}
+
+    async def model_metadata(
+        self, model_name: str, version: str = "", pin: str | None = None
+    ) -> dict[str, Any]:
+        """v2 model metadata, plus the variants with their runner and state."""
+        target = self.resolve(model_name, version, pin)
+        model = target.model
+        sig = model.signature
+        variants = []
+        for name, v in model.variants.items():
+            ready = await self.variant_ready(model.name, name)
+            variants.append(
+                {
+                    "name": name,
+                    "runner": v.runner,
+                    "protocol": v.protocol,
+                    "platform": PLATFORMS[v.runner],
+                    "state": "READY" if ready else "UNAVAILABLE",
+                }
+            )
+        return {
+            "name": model_name,
+            "versions": list(model.versions),
+            "platform": PLATFORMS[model.variants[target.variant].runner],
+            "inputs": [s.model_dump() | {"shape": list(s.shape)} for s in sig.inputs],
+            "outputs": [s.model_dump() | {"shape": list(s.shape)} for s in sig.outputs],
+            "parameters": {"default_variant": model.routing.default, "variant": target.variant},
+            "variants": variants,
+        }
+
+    async def aclose(self) -> None:
+        for backend in self._backends.values():
+            await backend.aclose()
+
+
+def _param_pin(request: InferRequest) -> str | None:
+    value = request.parameters.get(selection.PIN_PARAMETER)
+    return value if isinstance(value, str) else None

@@ -1,0 +1,59 @@
+"""Leaf: the one error tree. Each class carries its HTTP status, gRPC code and retry hint.
+
+    GatewayError                 500  INTERNAL
+    ├── BadRequest               400  INVALID_ARGUMENT
+    ├── ModelNotFound            404  NOT_FOUND
+    ├── PayloadTooLarge          413  RESOURCE_EXHAUSTED
+    ├── Overloaded               429  RESOURCE_EXHAUSTED  (retry_after)
+    ├── Unavailable              503  UNAVAILABLE         (retry_after)
+    └── DeadlineExceeded         504  DEADLINE_EXCEEDED
+
+The front ends (api/http.py, api/grpc.py) map these once; backends map upstream gRPC
+codes into the same tree (backends/base.py).
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway answers with; unknown errors become this."""
+
+    http_status: int = 500
+    grpc_code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class BadRequest(GatewayError):
+    http_status = 400
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class ModelNotFound(GatewayError):
+    http_status = 404
+    grpc_code = grpc.StatusCode.NOT_FOUND
+
+
+class PayloadTooLarge(GatewayError):
+    http_status = 413
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Overloaded(GatewayError):
+    http_status = 429
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unavailable(GatewayError):
+    http_status = 503
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+
+
+class DeadlineExceeded(GatewayError):
+    http_status = 504
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED

@@ -1,0 +1,318 @@
+"""Protocol: v2 HTTP bodies (JSON and the binary tensor extension) <-> InferRequest/Response.
+
+Pure functions, no I/O. Binary inputs become `numpy.frombuffer` views of the body, never
+Python lists; JSON goes through orjson. Anything malformed raises BadRequest naming the
+tensor at fault. See ../shared/notes/PROTOCOL.md §3 for the extension's rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import orjson
+
+from gateway.errors import BadRequest
+from gateway.tensors import (
+    DATATYPES,
+    InferRequest,
+    InferResponse,
+    ParamValue,
+    RequestedOutput,
+    Tensor,
+    as_bytes_array,
+    decode_raw,
+    element_count,
+    encode_raw,
+)
+
+HEADER_LENGTH = "inference-header-content-length"
+
+
+def _params(value: Any, where: str) -> dict[str, ParamValue]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(v, bool | int | float | str) for v in value.values()
+    ):
+        raise BadRequest(f"{where}: parameters must be an object of string/number/bool values")
+    return value
+
+
+def _shape(value: Any, name: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value
+    ):
+        raise BadRequest(f"input '{name}': shape must be a list of non-negative integers")
+    return tuple(value)
+
+
+def _json_data(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.ndarray:
+    if not isinstance(data, list):
+        raise BadRequest(f"input '{name}': data must be a list")
+    dt = DATATYPES[datatype]
+    try:
+        if datatype == "BYTES":
+            arr = as_bytes_array(np.array(_flatten(data), dtype=object))
+        else:
+            arr = np.asarray(data, dtype=dt.dtype).reshape(-1)
+    except (ValueError, TypeError) as exc:
+        raise BadRequest(f"input '{name}': data is not valid {datatype}: {exc}") from None
+    if arr.size != element_count(shape):
+        raise BadRequest(
+            f"input '{name}': {arr.size} elements in data for shape {list(shape)} "
+            f"({element_count(shape)} elements)"
+        )
+    return arr.reshape(shape)
+
+
+def _flatten(data: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for v in data:
+        if isinstance(v, list):
+            out.extend(_flatten(v))
+        elif isinstance(v, str | bytes):
+            out.append(v)
+        else:
+            raise TypeError(f"BYTES elements must be strings, got {type(v).__name__}")
+    return out
+
+
+def decode_request(
+    body: bytes, header_length: int | None, *, model_name: str, model_version: str = ""
+) -> InferRequest:
+    """Decodes a JSON body, or a JSON header plus binary blobs when `header_length` is set.
+
+    The raw-binary form (`header_length == 0`) needs the model's signature and is handled
+    by `decode_raw_request`.
+    """
+    if header_length is None:
+        header_length = len(body)
+    if header_length < 0 or header_length > len(body):
+        raise BadRequest(
+            f"Inference-Header-Content-Length {header_length} is outside the body "
+            f"({len(body)} bytes)"
+        )
+    try:
+        doc = orjson.loads(body[:header_length])
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"malformed JSON in request body: {exc}") from None
+    if not isinstance(doc, dict):
+        raise BadRequest("request body must be a JSON object")
+    raw_inputs = doc.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise BadRequest("request must have a non-empty 'inputs' list")
+
+    blob = memoryview(body)[header_length:]
+    offset = 0
+    inputs: list[Tensor] = []
+    for i, item in enumerate(raw_inputs):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise BadRequest(f"inputs[{i}] must be an object with a string 'name'")
+        name = item["name"]
+        datatype = item.get("datatype")
+        if datatype not in DATATYPES:
+            raise BadRequest(f"input '{name}': unknown datatype {datatype!r}")
+        shape = _shape(item.get("shape"), name)
+        params = _params(item.get("parameters"), f"input '{name}'")
+        size = params.pop("binary_data_size", None)
+        if size is not None:
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise BadRequest(f"input '{name}': binary_data_size must be a non-negative int")
+            if offset + size > len(blob):
+                raise BadRequest(
+                    f"input '{name}': binary_data_size {size} runs past the end of the body "
+                    f"({len(blob) - offset} bytes left)"
+                )
+            try:
+                data = decode_raw(datatype, shape, blob[offset : offset + size])
+            except ValueError as exc:
+                raise BadRequest(f"input '{name}': {exc}") from None
+            offset += size
+        else:
+            if "data" not in item:
+                raise BadRequest(f"input '{name}': needs 'data' or a binary_data_size parameter")
+            data = _json_data(name, datatype, shape, item["data"])
+        inputs.append(Tensor(name, datatype, data, params))
+    if offset != len(blob):
+        raise BadRequest(f"body has {len(blob) - offset} bytes of binary data that no input claims")
+    return InferRequest(
+        model_name=model_name,
+        model_version=model_version,
+        id=_request_id(doc.get("id")),
+        inputs=tuple(inputs),
+        outputs=_requested_outputs(doc.get("outputs")),
+        parameters=_params(doc.get("parameters"), "request"),
+    )
+
+
+def decode_raw_request(
+    body: bytes,
+    *,
+    name: str,
+    datatype: str,
+    shape: tuple[int, ...],
+    model_name: str,
+    model_version: str = "",
+) -> InferRequest:
+    """`Inference-Header-Content-Length: 0`: the whole body is the model's one input.
+
+    A -1 dim is the batch dim and is set to 1; every output comes back binary.
+    """
+    fixed = tuple(1 if d == -1 else d for d in shape)
+    try:
+        data = decode_raw(datatype, fixed, body)
+    except ValueError as exc:
+        raise BadRequest(f"input '{name}': {exc}") from None
+    return InferRequest(
+        model_name=model_name,
+        model_version=model_version,
+        inputs=(Tensor(name, datatype, data),),
+        parameters={"binary_data_output": True},
+    )
+
+
+def _request_id(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise BadRequest("'id' must be a string")
+    return value
+
+
+def _requested_outputs(value: Any) -> tuple[RequestedOutput, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise BadRequest("'outputs' must be a list")
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise BadRequest(f"outputs[{i}] must be an object with a string 'name'")
+        params = _params(item.get("parameters"), f"output '{item['name']}'")
+        binary = params.get("binary_data")
+        if binary is not None and not isinstance(binary, bool):
+            raise BadRequest(f"output '{item['name']}': binary_data must be a boolean")
+        out.append(RequestedOutput(item["name"], binary))
+    return tuple(out)
+
+
+def binary_outputs(request: InferRequest) -> Mapping[str, bool] | bool:
+    """Which outputs to send binary: per-output flags over the request-wide default."""
+    default = bool(request.parameters.get("binary_data_output", False))
+    flags = {o.name: o.binary for o in request.outputs if o.binary is not None}
+    return flags if flags else default
+
+
+def encode_response(
+    response: InferResponse, binary: Mapping[str, bool] | bool
+) -> tuple[bytes, int | None]:
+    """Returns (body, json header length or None when nothing is binary)."""
+    default = binary if isinstance(binary, bool) else False
+    flags = binary if not isinstance(binary, bool) else {}
+    blobs: list[bytes] = []
+    outputs: list[dict[str, Any]] = []
+    for t in response.outputs:
+        entry: dict[str, Any] = {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
+        params = dict(t.parameters)
+        if flags.get(t.name, default):
+            raw = encode_raw(t.datatype, t.data)
+            params["binary_data_size"] = len(raw)
+            blobs.append(raw)
+        else:
+            entry["data"] = _json_values(t)
+        if params:
+            entry["parameters"] = params
+        outputs.append(entry)
+    doc: dict[str, Any] = {"model_name": response.model_name}
+    if response.model_version:
+        doc["model_version"] = response.model_version
+    if response.id:
+        doc["id"] = response.id
+    if response.parameters:
+        doc["parameters"] = dict(response.parameters)
+    doc["outputs"] = outputs
+    header = dumps(doc)
+    if not blobs:
+        return header, None
+    return b"".join([header, *blobs]), len(header)
+
+
+def _json_values(t: Tensor) -> Any:
+    flat = t.data.reshape(-1)
+    if t.datatype == "BYTES":
+        return [v.decode("utf-8", errors="replace") for v in flat.tolist()]
+    if t.datatype in ("FP16", "BF16"):
+        return flat.astype(np.float32)
+    return np.ascontiguousarray(flat, dtype=flat.dtype.newbyteorder("="))
+
+
+def dumps(doc: Any) -> bytes:
+    """orjson with numpy support: the one JSON encoder of the HTTP front end."""
+    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def encode_request(request: InferRequest, *, binary: bool) -> tuple[bytes, int | None]:
+    """A client's body: inputs as JSON data, or as binary blobs after a JSON header.
+
+    Outputs come back binary when `binary` is set. Returns (body, header length or None).
+    """
+    inputs: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for t in request.inputs:
+        entry: dict[str, Any] = {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
+        if binary:
+            raw = encode_raw(t.datatype, t.data)
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            blobs.append(raw)
+        else:
+            entry["data"] = _json_values(t)
+        inputs.append(entry)
+    doc: dict[str, Any] = {"inputs": inputs}
+    if request.id:
+        doc["id"] = request.id
+    params = dict(request.parameters)
+    if binary:
+        params["binary_data_output"] = True
+    if params:
+        doc["parameters"] = params
+    if request.outputs:
+        doc["outputs"] = [
+            {
+                "name": o.name,
+                **({"parameters": {"binary_data": o.binary}} if o.binary is not None else {}),
+            }
+            for o in request.outputs
+        ]
+    header = dumps(doc)
+    if not blobs:
+        return header, None
+    return b"".join([header, *blobs]), len(header)
+
+
+def decode_response(body: bytes, header_length: int | None) -> InferResponse:
+    """A client's view of an infer answer (JSON, or JSON header plus binary outputs)."""
+    if header_length is None:
+        header_length = len(body)
+    doc = orjson.loads(body[:header_length])
+    blob = memoryview(body)[header_length:]
+    offset = 0
+    outputs = []
+    for item in doc["outputs"]:
+        shape = tuple(item["shape"])
+        params = dict(item.get("parameters") or {})
+        size = params.pop("binary_data_size", None)
+        if size is not None:
+            data = decode_raw(item["datatype"], shape, blob[offset : offset + size])
+            offset += size
+        else:
+            data = _json_data(item["name"], item["datatype"], shape, item["data"])
+        outputs.append(Tensor(item["name"], item["datatype"], data, params))
+    return InferResponse(
+        model_name=doc.get("model_name", ""),
+        model_version=doc.get("model_version", ""),
+        id=doc.get("id", ""),
+        outputs=tuple(outputs),
+        parameters=doc.get("parameters") or {},
+    )

@@ -1,0 +1,1 @@
+"""Router: decides which variant of a model serves a request."""

@@ -1,0 +1,1 @@
+"""Runner processes: one per framework, each speaking its production counterpart's protocol."""

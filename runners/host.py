@@ -1,0 +1,220 @@
+"""Runner host: a KServe v2 gRPC server around one framework's engine.
+
+The onnx and jax runners are this host plus an `Engine`; the host owns the wire
+protocol (gateway.protocol, one copy of it), the repository scan, the port file and
+the standard gRPC health service. Model calls run on one worker thread, so a long
+call never stalls health checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from gateway.config import ModelConfig, VariantConfig, load_repository
+from gateway.errors import BadRequest, GatewayError, ModelNotFound
+from gateway.protocol import signature, v2_grpc
+from gateway.protocol.pb import v2_pb2 as pb
+from gateway.protocol.v2_service import generic_handler
+from gateway.tensors import InferResponse, Tensor
+
+log = logging.getLogger("servegate.runner")
+
+Predict = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
+
+
+class Engine(Protocol):
+    """One framework: loads an artifact into a callable from named inputs to named outputs."""
+
+    kind: str  # the runner kind in model.yaml
+    platform: str  # the v2 metadata platform string
+
+    def load(self, model: ModelConfig, variant: VariantConfig, artifact: Path) -> Predict: ...
+
+    def device(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Loaded:
+    model: ModelConfig
+    version: str
+    predict: Predict
+
+
+def load_models(engine: Engine, repository: Path) -> dict[tuple[str, str], Loaded]:
+    """Every (model, version) with a variant for this engine whose artifact is built."""
+    loaded: dict[tuple[str, str], Loaded] = {}
+    repo = load_repository(repository)
+    for model in repo.values():
+        for variant in model.variants.values():
+            if variant.runner != engine.kind or variant.endpoint:
+                continue
+            for version in model.versions:
+                artifact = repo.version_folder(model.name, version) / variant.artifact
+                if not artifact.exists():
+                    log.warning("%s v%s: %s is not built; skipped", model.name, version, artifact)
+                    continue
+                loaded[(model.name, version)] = Loaded(
+                    model, version, engine.load(model, variant, artifact)
+                )
+                log.info("loaded %s v%s from %s", model.name, version, artifact)
+    return loaded
+
+
+class RunnerService:
+    """The v2 methods over the loaded models."""
+
+    def __init__(self, engine: Engine, models: dict[tuple[str, str], Loaded]) -> None:
+        self.engine = engine
+        self.models = models
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+
+    def _find(self, name: str, version: str) -> Loaded:
+        if version:
+            found = self.models.get((name, version))
+        else:
+            versions = sorted((v for (n, v) in self.models if n == name), key=int)
+            found = self.models.get((name, versions[-1])) if versions else None
+        if found is None:
+            raise ModelNotFound(f"model '{name}' version '{version or 'latest'}' is not loaded")
+        return found
+
+    async def infer(self, msg: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        request = v2_grpc.request_from_pb(msg)
+        loaded = self._find(request.model_name, request.model_version)
+        sig = loaded.model.signature
+        signature.check(request, sig)
+        inputs = {t.name: t.data for t in request.inputs}
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(self._executor, loaded.predict, inputs)
+        wanted = [o.name for o in request.outputs] or [s.name for s in sig.outputs]
+        outputs = []
+        for name in wanted:
+            spec = sig.output(name)
+            if spec is None or name not in result:
+                raise BadRequest(f"unknown output '{name}'")
+            outputs.append(Tensor(name, spec.datatype, np.asarray(result[name])))
+        return v2_grpc.response_to_pb(
+            InferResponse(
+                model_name=request.model_name,
+                model_version=loaded.version,
+                id=request.id,
+                outputs=tuple(outputs),
+            )
+        )
+
+    def handlers(self) -> grpc.GenericRpcHandler:
+        def mapped(fn: Callable[[Any], Any]) -> Callable[[Any, grpc.aio.ServicerContext], Any]:
+            async def call(req: Any, ctx: grpc.aio.ServicerContext) -> Any:
+                try:
+                    result = fn(req)
+                    return await result if asyncio.iscoroutine(result) else result
+                except GatewayError as exc:
+                    await ctx.abort(exc.grpc_code, exc.message)
+                except Exception as exc:
+                    log.exception("runner error")
+                    await ctx.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+
+            return call
+
+        def model_ready(req: pb.ModelReadyRequest) -> pb.ModelReadyResponse:
+            try:
+                self._find(req.name, req.version)
+            except ModelNotFound:
+                return pb.ModelReadyResponse(ready=False)
+            return pb.ModelReadyResponse(ready=True)
+
+        def model_metadata(req: pb.ModelMetadataRequest) -> pb.ModelMetadataResponse:
+            loaded = self._find(req.name, req.version)
+            meta = pb.ModelMetadataResponse(
+                name=req.name,
+                versions=[v for (n, v) in self.models if n == req.name],
+                platform=self.engine.platform,
+            )
+            for spec in loaded.model.signature.inputs:
+                meta.inputs.add(name=spec.name, datatype=spec.datatype, shape=spec.shape)
+            for spec in loaded.model.signature.outputs:
+                meta.outputs.add(name=spec.name, datatype=spec.datatype, shape=spec.shape)
+            return meta
+
+        return generic_handler(
+            {
+                "ServerLive": mapped(lambda _: pb.ServerLiveResponse(live=True)),
+                "ServerReady": mapped(lambda _: pb.ServerReadyResponse(ready=True)),
+                "ServerMetadata": mapped(
+                    lambda _: pb.ServerMetadataResponse(
+                        name=f"servegate-{self.engine.kind}-runner", version="0.1.0"
+                    )
+                ),
+                "ModelReady": mapped(model_ready),
+                "ModelMetadata": mapped(model_metadata),
+                "ModelInfer": mapped(self.infer),
+            }
+        )
+
+
+def write_port_file(path: Path, port: int) -> None:
+    """Atomically, so a reader never sees a half-written port."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(str(port))
+    os.replace(tmp, path)
+
+
+async def serve(
+    engine: Engine, repository: Path, host: str, port: int, port_file: Path | None
+) -> None:
+    models = load_models(engine, repository)
+    service = RunnerService(engine, models)
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", 256 * 1024 * 1024),
+            ("grpc.max_send_message_length", 256 * 1024 * 1024),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    server.add_generic_rpc_handlers((service.handlers(),))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    await server.start()
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    log.info(
+        "%s runner serving %d model(s) on %s:%d (device: %s)",
+        engine.kind,
+        len(models),
+        host,
+        bound,
+        engine.device(),
+    )
+    if port_file is not None:
+        write_port_file(port_file, bound)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop(1.0)
+
+
+def main(engine_factory: Callable[[], Engine], argv: list[str] | None = None) -> None:
+    """The command line every v2 runner shares: --repository, --host, --port, --port-file."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repository", type=Path, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--port-file", type=Path)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    asyncio.run(serve(engine_factory(), args.repository, args.host, args.port, args.port_file))

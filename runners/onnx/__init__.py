@@ -1,0 +1,1 @@
+"""ONNX Runtime runner: a v2 gRPC server over onnxruntime sessions."""
