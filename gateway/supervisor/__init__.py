@@ -1,5 +1,6 @@
 """Supervisor: `servegate up` starts each runner as a child process and knows its endpoint."""
 
-from gateway.supervisor.supervisor import RunnerFailed, Supervisor
+from gateway.supervisor.process import RunnerFailed
+from gateway.supervisor.supervisor import Supervisor
 
 __all__ = ["RunnerFailed", "Supervisor"]

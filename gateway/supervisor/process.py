@@ -13,9 +13,30 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+class Runner(Protocol):
+    """What the supervisor needs of any local runner, whatever launches it."""
+
+    name: str
+    endpoint: str  # host:port of its gRPC API, once ready
+    ready_after_s: float  # spawn -> ready
+    log_path: Path
+
+    @property
+    def pid(self) -> int | None: ...
+
+    def spawn(self) -> None: ...
+
+    async def wait_ready(self, timeout: float, host: str = "127.0.0.1") -> str: ...
+
+    def alive(self) -> bool: ...
+
+    def stop(self, grace: float = 5.0) -> None: ...
 
 
 class RunnerFailed(RuntimeError):

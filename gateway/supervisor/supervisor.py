@@ -1,27 +1,48 @@
 """Supervisor: decides which runners a repository needs, starts them, stops them all.
 
-Each runner kind is one child process serving every model that has a variant for it.
+Each runner kind is one child process (or, for TorchServe, one launcher with its
+frontend and workers) serving every model that has a variant for it. How a kind is
+launched is one entry in LAUNCHERS.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from gateway.config import Repository
-from gateway.supervisor.process import RunnerFailed, RunnerProcess
+from gateway.supervisor.process import Runner, RunnerFailed, RunnerProcess
 
-__all__ = ["RUNNER_MODULES", "RunnerFailed", "Supervisor"]
+__all__ = ["LAUNCHERS", "RunnerFailed", "Supervisor", "module_runner", "needed_runners"]
 
-# runner kind -> the module that runs it with the shared runner command line
-RUNNER_MODULES = {
-    "onnx": "runners.onnx",
+Launcher = Callable[[Repository, Path, str], Runner]
+
+
+def module_runner(module: str) -> Launcher:
+    """A launcher for our runners: `python -m MODULE` with the shared runner command line."""
+
+    def launch(repository: Repository, workdir: Path, host: str) -> Runner:
+        kind = module.rsplit(".", 1)[-1]
+        argv = [
+            sys.executable, "-m", module,
+            "--repository", str(repository.root),
+            "--host", host, "--port", "0",
+            "--port-file", str(workdir / f"{kind}.port"),
+        ]  # fmt: skip
+        return RunnerProcess(kind, argv, workdir)
+
+    return launch
+
+
+# runner kind -> how to start it locally
+LAUNCHERS: dict[str, Launcher] = {
+    "onnx": module_runner("runners.onnx"),
 }
 
 # Seconds a runner may take from spawn to ready (TensorFlow imports alone take 3-6 s here).
-START_TIMEOUT = {"onnx": 30.0}
+START_TIMEOUT: dict[str, float] = {"onnx": 30.0}
 
 
 def needed_runners(repository: Repository) -> list[str]:
@@ -29,7 +50,7 @@ def needed_runners(repository: Repository) -> list[str]:
     kinds = {
         v.runner for m in repository.values() for v in m.variants.values() if v.endpoint is None
     }
-    return sorted(k for k in kinds if k in RUNNER_MODULES)
+    return sorted(k for k in kinds if k in LAUNCHERS)
 
 
 class Supervisor:
@@ -39,34 +60,19 @@ class Supervisor:
         self.repository = repository
         self.workdir = workdir
         self.host = host
-        self.runners: dict[str, RunnerProcess] = {}
-
-    def _process(self, kind: str) -> RunnerProcess:
-        argv = [
-            sys.executable,
-            "-m",
-            RUNNER_MODULES[kind],
-            "--repository",
-            str(self.repository.root),
-            "--host",
-            self.host,
-            "--port",
-            "0",
-            "--port-file",
-            str(self.workdir / f"{kind}.port"),
-        ]
-        return RunnerProcess(kind, argv, self.workdir)
+        self.runners: dict[str, Runner] = {}
 
     async def start(self, kinds: Iterable[str]) -> dict[str, str]:
         """Starts every kind at once and waits for all; returns kind -> host:port."""
         kinds = list(kinds)
-        unknown = [k for k in kinds if k not in RUNNER_MODULES]
+        unknown = [k for k in kinds if k not in LAUNCHERS]
         if unknown:
-            raise RunnerFailed(f"no local runner for {unknown}; known: {sorted(RUNNER_MODULES)}")
+            raise RunnerFailed(f"no local runner for {unknown}; known: {sorted(LAUNCHERS)}")
+        self.workdir.mkdir(parents=True, exist_ok=True)
         for kind in kinds:
-            proc = self._process(kind)
-            self.runners[kind] = proc
-            proc.spawn()
+            runner = LAUNCHERS[kind](self.repository, self.workdir, self.host)
+            self.runners[kind] = runner
+            runner.spawn()
         try:
             endpoints = await asyncio.gather(
                 *(self.runners[k].wait_ready(START_TIMEOUT.get(k, 60.0), self.host) for k in kinds)
@@ -77,5 +83,5 @@ class Supervisor:
         return dict(zip(kinds, endpoints, strict=True))
 
     def stop(self) -> None:
-        for proc in self.runners.values():
-            proc.stop()
+        for runner in self.runners.values():
+            runner.stop()

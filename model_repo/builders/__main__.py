@@ -17,7 +17,7 @@ from pathlib import Path
 from rich.console import Console
 
 from gateway.config import DEFAULT_REPOSITORY, ModelConfig, load_repository
-from model_repo.builders.networks import MLP, WEIGHTS_FILE
+from model_repo.builders.networks import MLP, WEIGHTS_FILE, ResNet, load_network
 
 # runner kind -> exporter module (each has `export(network, model, out_path)`)
 EXPORTERS = {
@@ -34,15 +34,17 @@ def _digits(version_dir: Path) -> tuple[MLP, dict[str, float | int]]:
     return trained.network, digits.write(trained, version_dir)
 
 
-def _load_mlp(version_dir: Path) -> MLP:
-    return MLP.load(version_dir)
+def _resnet18(version_dir: Path) -> tuple[ResNet, dict[str, float | int]]:
+    from model_repo.builders import resnet18
+
+    return resnet18.write(version_dir)
 
 
-# model name -> (make weights, load weights)
-MODELS: dict[
-    str, tuple[Callable[[Path], tuple[MLP, dict[str, float | int]]], Callable[[Path], MLP]]
-] = {
-    "digits": (_digits, _load_mlp),
+Network = MLP | ResNet
+# model name -> makes the reference weights (and samples) in a version folder
+MODELS: dict[str, Callable[[Path], tuple[Network, dict[str, float | int]]]] = {
+    "digits": _digits,
+    "resnet18": _resnet18,
 }
 
 
@@ -68,7 +70,7 @@ def build(repository: Path, names: list[str] | None, force: bool) -> int:
         if not todo and not force:
             console.print(f"[green]{name}[/]: up to date in {version_dir}")
             continue
-        make, load = MODELS[name]
+        make = MODELS[name]
         with console.status(f"{name}: reference weights"):
             t0 = time.perf_counter()
             if force or not (version_dir / WEIGHTS_FILE).exists():
@@ -77,7 +79,7 @@ def build(repository: Path, names: list[str] | None, force: bool) -> int:
                     f"[green]{name}[/]: weights built in {time.perf_counter() - t0:.1f} s: {record}"
                 )
             else:
-                network = load(version_dir)
+                network = load_network(version_dir)
         for variant_name, variant in model.variants.items():
             out = version_dir / variant.artifact
             if variant.runner not in EXPORTERS or (out.exists() and not force):
