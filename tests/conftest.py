@@ -1,0 +1,82 @@
+"""Shared fixtures: the built example repository, a tiny one, real runners and gateways.
+
+Runners and gateways are session-scoped: started once, always stopped and reaped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.config import DEFAULT_REPOSITORY, Repository, load_repository
+from gateway.supervisor import Supervisor
+from tests.live import RunningGateway, start_gateway
+
+TINY_MODEL = """
+versions: [1]
+signature:
+  inputs:
+    - {name: x, datatype: FP32, shape: [-1, 4]}
+    - {name: tag, datatype: BYTES, shape: [-1]}
+  outputs:
+    - {name: y, datatype: FP32, shape: [-1, 4]}
+routing: {default: a}
+variants:
+  a: {runner: onnx, artifact: model.onnx}
+  b: {runner: jax, artifact: model.jax}
+"""
+
+
+@pytest.fixture(scope="session")
+def repository() -> Repository:
+    """The example model repository with every artifact built (builds what is missing once)."""
+    subprocess.run(
+        [sys.executable, "-m", "model_repo.builders", "--repository", str(DEFAULT_REPOSITORY)],
+        check=True,
+    )
+    return load_repository(DEFAULT_REPOSITORY)
+
+
+@pytest.fixture
+def tiny_repo(tmp_path: Path) -> Repository:
+    """A one-model repository (`tiny`: two inputs, one output, variants a and b)."""
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    (folder / "model.yaml").write_text(TINY_MODEL)
+    return load_repository(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def runners(
+    repository: Repository, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[str], str]]:
+    """`runners(kind)` starts that runner once per session and returns its host:port."""
+    supervisors: dict[str, Supervisor] = {}
+    endpoints: dict[str, str] = {}
+
+    def start(kind: str) -> str:
+        if kind not in endpoints:
+            workdir: Path = tmp_path_factory.mktemp(f"runner-{kind}")
+            sup = Supervisor(repository, workdir)
+            supervisors[kind] = sup
+            endpoints[kind] = asyncio.run(sup.start([kind]))[kind]
+        return endpoints[kind]
+
+    yield start
+    for sup in supervisors.values():
+        sup.stop()
+        for runner in sup.runners.values():
+            assert not runner.alive(), f"runner {runner.name} was not reaped"
+
+
+@pytest.fixture(scope="session")
+def onnx_gateway(repository: Repository, runners: Callable[[str], str]) -> Iterator[RunningGateway]:
+    """A gateway in front of the ONNX Runtime runner only."""
+    gw = start_gateway(repository, {"onnx": runners("onnx")})
+    yield gw
+    gw.stop()

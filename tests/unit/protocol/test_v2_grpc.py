@@ -1,0 +1,82 @@
+"""gRPC codecs: raw contents round trips for every datatype; typed contents; bad shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.errors import BadRequest
+from gateway.protocol import v2_grpc
+from gateway.protocol.pb import v2_pb2 as pb
+from gateway.tensors import InferRequest, InferResponse, RequestedOutput, Tensor
+from tests.strategies import assert_same, tensors
+
+
+def _unique(ts: list[Tensor]) -> tuple[Tensor, ...]:
+    return tuple(Tensor(f"{t.name}{i}", t.datatype, t.data) for i, t in enumerate(ts))
+
+
+@given(st.lists(tensors(), min_size=1, max_size=4))
+def test_request_round_trip_through_wire_bytes(ts: list[Tensor]) -> None:
+    req = InferRequest(
+        model_name="m", model_version="2", id="abc", inputs=_unique(ts),
+        outputs=(RequestedOutput("y"),), parameters={"variant": "onnx", "timeout": 5, "f": 0.5},
+    )  # fmt: skip
+    wire = v2_grpc.request_to_pb(req).SerializeToString()
+    back = v2_grpc.request_from_pb(pb.ModelInferRequest.FromString(wire))
+    assert (back.model_name, back.model_version, back.id) == ("m", "2", "abc")
+    assert back.parameters == {"variant": "onnx", "timeout": 5, "f": 0.5}
+    assert [o.name for o in back.outputs] == ["y"]
+    for a, b in zip(req.inputs, back.inputs, strict=True):
+        assert_same(a, b)
+
+
+@given(st.lists(tensors(), min_size=1, max_size=4))
+def test_response_round_trip_uses_raw_output_contents(ts: list[Tensor]) -> None:
+    resp = InferResponse(model_name="m", model_version="1", outputs=_unique(ts))
+    msg = v2_grpc.response_to_pb(resp)
+    assert len(msg.raw_output_contents) == len(ts)
+    assert all(not o.HasField("contents") for o in msg.outputs)
+    back = v2_grpc.response_from_pb(pb.ModelInferResponse.FromString(msg.SerializeToString()))
+    for a, b in zip(resp.outputs, back.outputs, strict=True):
+        assert_same(a, b)
+
+
+def test_typed_contents_are_accepted() -> None:
+    msg = pb.ModelInferRequest(model_name="m")
+    t = msg.inputs.add(name="x", datatype="FP32", shape=[2, 2])
+    t.contents.fp32_contents.extend([1, 2, 3, 4])
+    b = msg.inputs.add(name="s", datatype="BYTES", shape=[1])
+    b.contents.bytes_contents.append(b"hi")
+    req = v2_grpc.request_from_pb(msg)
+    np.testing.assert_array_equal(req.inputs[0].data, [[1, 2], [3, 4]])
+    assert req.inputs[1].data.tolist() == [b"hi"]
+
+
+def _with(**kw: object) -> pb.ModelInferRequest:
+    msg = pb.ModelInferRequest(model_name="m")
+    msg.inputs.add(name="x", datatype=kw.get("datatype", "FP32"), shape=kw.get("shape", [2]))
+    if "raw" in kw:
+        msg.raw_input_contents.extend(kw["raw"])  # type: ignore[arg-type]
+    if "fp32" in kw:
+        msg.inputs[0].contents.fp32_contents.extend(kw["fp32"])  # type: ignore[arg-type]
+    return msg
+
+
+@pytest.mark.parametrize(
+    ("msg", "message"),
+    [
+        (_with(raw=[b"\0" * 7]), "expected 8 bytes"),
+        (_with(raw=[b"\0" * 8, b"\0"]), "2 entries for 1 inputs"),
+        (_with(fp32=[1.0]), "1 values in contents"),
+        (_with(datatype="FP16", fp32=[1.0, 2.0]), "must be sent in raw_input_contents"),
+        (_with(datatype="X", raw=[b""]), "unknown datatype"),
+        (_with(shape=[-2], raw=[b""]), "negative dimension"),
+        (_with(raw=[b"\0" * 8], fp32=[1.0, 2.0]), "contents must be empty"),
+    ],
+)
+def test_malformed_requests_are_bad_requests(msg: pb.ModelInferRequest, message: str) -> None:
+    with pytest.raises(BadRequest, match=message):
+        v2_grpc.request_from_pb(msg)
