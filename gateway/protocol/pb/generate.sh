@@ -5,5 +5,5 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../../.." && pwd)
 out=${1:-$root}
 cd "$root"
-python -m grpc_tools.protoc -I . --python_out="$out" --pyi_out="$out" \
+"${PYTHON:-python}" -m grpc_tools.protoc -I . --python_out="$out" --pyi_out="$out" \
     gateway/protocol/pb/*.proto
