@@ -132,7 +132,11 @@ def _example(repo: Repository, settings: Settings, http_port: int) -> str:
 
 
 async def _serve(
-    settings: Settings, repo: Repository, kinds: list[str], external: dict[str, str]
+    settings: Settings,
+    repo: Repository,
+    kinds: list[str],
+    external: dict[str, str],
+    ready_file: Path | None = None,
 ) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="servegate-run-"))
     supervisor = Supervisor(repo, workdir, host="127.0.0.1")
@@ -159,12 +163,28 @@ async def _serve(
         )
         console.print("try:\n  " + _example(repo, settings, gateway.http_port), soft_wrap=True)
         console.print("Ctrl-C stops the gateway and every runner.")
+        if ready_file is not None:
+            _write_ready_file(ready_file, gateway, supervisor)
         await stop.wait()
         console.print("stopping...")
     finally:
         if gateway is not None:
             await gateway.stop()
         supervisor.stop()
+
+
+def _write_ready_file(path: Path, gateway: Gateway, supervisor: Supervisor) -> None:
+    """What scripts and tests need to find a `servegate up` started on port 0."""
+    doc = {
+        "http_port": gateway.http_port,
+        "grpc_port": gateway.grpc_port,
+        "runners": {
+            k: {"endpoint": r.endpoint, "pid": r.pid} for k, r in supervisor.runners.items()
+        },
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc))
+    tmp.replace(path)
 
 
 def _run(coro: object) -> None:
@@ -185,6 +205,9 @@ def up(
         list[str] | None, typer.Option(help="Start only these runners (repeatable).")
     ] = None,
     build: Annotated[bool, typer.Option(help="Build missing model artifacts first.")] = True,
+    ready_file: Annotated[
+        Path | None, typer.Option(help="Write ports and runner pids here (JSON) once ready.")
+    ] = None,
     repository: RepoOpt = DEFAULT_REPOSITORY,
 ) -> None:
     """Build what is missing, start the runners and the gateway; Ctrl-C stops them all."""
@@ -194,7 +217,7 @@ def up(
     repo = _load(repository)
     kinds = runner if runner else needed_runners(repo)
     try:
-        _run(_serve(settings, repo, kinds, {}))
+        _run(_serve(settings, repo, kinds, {}, ready_file))
     except RunnerFailed as exc:
         console.print(f"[red]runner failed:[/] {exc}")
         raise typer.Exit(1) from None
@@ -247,7 +270,7 @@ def infer(
             with grpc.insecure_channel(grpc_address) as channel:
                 response = client.infer_grpc(channel, model, inputs, variant=variant)
         else:
-            with httpx.Client(base_url=url, timeout=30) as http:
+            with client.http_client(url) as http:
                 response = client.infer_http(
                     http, model, inputs, binary=protocol == "binary", variant=variant
                 )

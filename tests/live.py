@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 
+import uvloop
+
 from gateway.config import Repository, Settings
 from gateway.server import Gateway, build_dataplane
 
@@ -43,7 +45,7 @@ def start_gateway(
 ) -> RunningGateway:
     """Builds and starts a gateway over `endpoints` (runner kind -> host:port) on port 0."""
     cfg = Settings(http_port=0, grpc_port=0, repository=repository.root, **settings)  # type: ignore[arg-type]
-    loop = asyncio.new_event_loop()
+    loop = uvloop.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="gateway", daemon=True)
     thread.start()
 

@@ -1,0 +1,1 @@
+"""Load tests and benchmarks: Locust users, the comparison report, sequential latency probes."""
