@@ -89,19 +89,21 @@ def models_list(repository: RepoOpt = DEFAULT_REPOSITORY) -> None:
     console.print(table)
 
 
-def _runner_table(repo: Repository, supervisor: Supervisor) -> Table:
-    table = Table("model", "variant", "runner", "endpoint", "pid", "ready after")
+async def _variant_table(repo: Repository, supervisor: Supervisor, gateway: Gateway) -> Table:
+    """Every model's variants: which runner serves each, where, and whether it is ready."""
+    table = Table("model", "variant", "runner", "endpoint", "pid", "start", "state")
     for name, model in repo.items():
         for vname, v in model.variants.items():
             proc = supervisor.runners.get(v.runner)
-            endpoint = v.endpoint or (proc.endpoint if proc else "not started")
+            ready = await gateway.dataplane.variant_ready(name, vname)
             table.add_row(
                 name,
                 vname + (" (default)" if vname == model.routing.default else ""),
-                v.runner,
-                endpoint,
+                proc.description if proc else v.runner,
+                v.endpoint or (proc.endpoint if proc else "not started"),
                 str(proc.pid) if proc else "-",
-                f"{proc.ready_after_s:.2f} s" if proc else "-",
+                f"{proc.ready_after_s:.1f} s" if proc else "-",
+                "[green]READY[/]" if ready else "[red]UNAVAILABLE[/]",
             )
     return table
 
@@ -156,7 +158,7 @@ async def _serve(
         endpoints.update(external)
         gateway = Gateway(build_dataplane(settings, repo, endpoints), settings)
         await gateway.start()
-        console.print(_runner_table(repo, supervisor))
+        console.print(await _variant_table(repo, supervisor, gateway))
         console.print(
             f"[bold green]servegate ready[/]  HTTP http://{settings.host}:{gateway.http_port}/v2  "
             f"gRPC {settings.host}:{gateway.grpc_port}  docs http://{settings.host}:{gateway.http_port}/docs"

@@ -23,6 +23,7 @@ class Runner(Protocol):
     """What the supervisor needs of any local runner, whatever launches it."""
 
     name: str
+    description: str  # what serves it, in words, for tables, logs and reports
     endpoint: str  # host:port of its gRPC API, once ready
     ready_after_s: float  # spawn -> ready
     log_path: Path
@@ -54,9 +55,15 @@ class RunnerProcess:
     """A child process in its own session (so a stop reaches all its children)."""
 
     def __init__(
-        self, name: str, argv: list[str], workdir: Path, env: dict[str, str] | None = None
+        self,
+        name: str,
+        argv: list[str],
+        workdir: Path,
+        env: dict[str, str] | None = None,
+        description: str = "",
     ) -> None:
         self.name = name
+        self.description = description or f"servegate {name} runner"
         self.argv = argv
         self.workdir = workdir
         self.env = env
