@@ -39,10 +39,14 @@ def module_runner(module: str) -> Launcher:
 # runner kind -> how to start it locally
 LAUNCHERS: dict[str, Launcher] = {
     "onnx": module_runner("runners.onnx"),
+    "jax": module_runner("runners.jax"),
 }
 
 # Seconds a runner may take from spawn to ready (TensorFlow imports alone take 3-6 s here).
-START_TIMEOUT: dict[str, float] = {"onnx": 30.0}
+START_TIMEOUT: dict[str, float] = {
+    "onnx": 30.0,
+    "jax": 60.0,
+}
 
 
 def needed_runners(repository: Repository) -> list[str]:
