@@ -15,6 +15,7 @@ import pytest
 
 from gateway.config import DEFAULT_REPOSITORY, Repository, load_repository
 from gateway.supervisor import Supervisor
+from gateway.supervisor.supervisor import needed_runners
 from tests.live import RunningGateway, start_gateway
 
 TINY_MODEL = """
@@ -78,5 +79,13 @@ def runners(
 def onnx_gateway(repository: Repository, runners: Callable[[str], str]) -> Iterator[RunningGateway]:
     """A gateway in front of the ONNX Runtime runner only."""
     gw = start_gateway(repository, {"onnx": runners("onnx")})
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture(scope="session")
+def full_gateway(repository: Repository, runners: Callable[[str], str]) -> Iterator[RunningGateway]:
+    """A gateway in front of every runner the repository needs (all four frameworks)."""
+    gw = start_gateway(repository, {kind: runners(kind) for kind in needed_runners(repository)})
     yield gw
     gw.stop()
