@@ -6,12 +6,14 @@ import time
 from collections.abc import Callable
 
 from gateway.backends.base import Backend, Clock
+from gateway.backends.tfserving import TFServingBackend
 from gateway.backends.v2 import V2Backend
 from gateway.config import VariantConfig
 
 # protocol -> constructor(name, endpoint, remote_model, max_message_bytes=, clock=)
 BACKENDS: dict[str, Callable[..., Backend]] = {
     "v2": V2Backend,
+    "tfserving": TFServingBackend,
 }
 
 

@@ -14,13 +14,14 @@ from pathlib import Path
 
 from gateway.config import Repository
 from gateway.supervisor.process import Runner, RunnerFailed, RunnerProcess
+from gateway.supervisor.tfserving import launcher as tfserving_launcher
 
 __all__ = ["LAUNCHERS", "RunnerFailed", "Supervisor", "module_runner", "needed_runners"]
 
 Launcher = Callable[[Repository, Path, str], Runner]
 
 
-def module_runner(module: str) -> Launcher:
+def module_runner(module: str, description: str = "") -> Launcher:
     """A launcher for our runners: `python -m MODULE` with the shared runner command line."""
 
     def launch(repository: Repository, workdir: Path, host: str) -> Runner:
@@ -31,7 +32,7 @@ def module_runner(module: str) -> Launcher:
             "--host", host, "--port", "0",
             "--port-file", str(workdir / f"{kind}.port"),
         ]  # fmt: skip
-        return RunnerProcess(kind, argv, workdir)
+        return RunnerProcess(kind, argv, workdir, description=description)
 
     return launch
 
@@ -40,12 +41,20 @@ def module_runner(module: str) -> Launcher:
 LAUNCHERS: dict[str, Launcher] = {
     "onnx": module_runner("runners.onnx"),
     "jax": module_runner("runners.jax"),
+    # tensorflow_model_server when PATH has it, else our tf runner (same gRPC API)
+    "tfserving": tfserving_launcher(
+        fallback=module_runner(
+            "runners.tensorflow",
+            "servegate tf runner (TF Serving API; no tensorflow_model_server binary here)",
+        )
+    ),
 }
 
 # Seconds a runner may take from spawn to ready (TensorFlow imports alone take 3-6 s here).
 START_TIMEOUT: dict[str, float] = {
     "onnx": 30.0,
     "jax": 60.0,
+    "tfserving": 60.0,
 }
 
 

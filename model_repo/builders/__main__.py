@@ -22,6 +22,7 @@ from model_repo.builders.networks import MLP, WEIGHTS_FILE, ResNet, load_network
 # runner kind -> exporter module (each has `export(network, model, out_path)`)
 EXPORTERS = {
     "onnx": "model_repo.builders.export_onnx",
+    "tfserving": "model_repo.builders.export_tensorflow",
     "jax": "model_repo.builders.export_jax",
 }
 
