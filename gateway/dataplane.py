@@ -8,6 +8,7 @@ output selection) happens here, once for both protocols.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -15,10 +16,13 @@ from typing import Any
 from gateway import __version__
 from gateway.backends.base import Backend
 from gateway.config import ModelConfig, Repository
-from gateway.errors import ModelNotFound, Unavailable
+from gateway.errors import GatewayError, ModelNotFound, Unavailable
+from gateway.metrics import Metrics
 from gateway.protocol import signature
 from gateway.router import selection
 from gateway.tensors import InferRequest, InferResponse
+
+log = logging.getLogger(__name__)
 
 EXTENSIONS = ("binary_tensor_data", "servegate_variants")
 
@@ -50,9 +54,11 @@ class DataPlane:
         *,
         default_timeout_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         self.repository = repository
         self._backends = dict(backends)
+        self.metrics = metrics if metrics is not None else Metrics()
         self._default_timeout_s = default_timeout_s
         self.clock = clock
 
@@ -70,21 +76,53 @@ class DataPlane:
         return Target(model, version or model.latest_version, variant)
 
     async def infer(
-        self, request: InferRequest, *, deadline: float | None = None, pin: str | None = None
+        self,
+        request: InferRequest,
+        *,
+        deadline: float | None = None,
+        pin: str | None = None,
+        protocol: str = "",
     ) -> InferResponse:
         """Validates `request`, sends it to the chosen variant, and answers in the client's names.
 
         The deadline is the earliest of the caller's (gRPC), the request's `timeout`
-        parameter (microseconds, Triton's convention) and the model's default.
+        parameter (microseconds, Triton's convention) and the model's default. `protocol`
+        (http or grpc) only labels the metrics.
         """
-        pin = pin or _param_pin(request)
-        target = self.resolve(request.model_name, request.model_version, pin)
+        start = self.clock()
+        model, variant = request.model_name, ""
+        try:
+            target = self.resolve(
+                request.model_name, request.model_version, pin or _param_pin(request)
+            )
+            model, variant = target.model.name, target.variant
+            response = await self._infer(request, target, deadline)
+        except GatewayError as exc:
+            self.metrics.requests.labels(model, variant, protocol, type(exc).__name__).inc()
+            raise
+        except Exception as exc:
+            # A bug or an unforeseen backend failure: logged here, answered as a 500.
+            log.exception("unexpected error serving %s@%s", model, variant)
+            self.metrics.requests.labels(model, variant, protocol, "GatewayError").inc()
+            raise GatewayError(f"internal error: {type(exc).__name__}: {exc}") from exc
+        self.metrics.requests.labels(model, variant, protocol, "ok").inc()
+        self.metrics.request_seconds.labels(model, variant, protocol).observe(self.clock() - start)
+        return response
+
+    async def _infer(
+        self, request: InferRequest, target: Target, deadline: float | None
+    ) -> InferResponse:
         signature.check(request, target.model.signature)
         deadline = self._deadline(request, target.model, deadline)
         backend = self._backend(target)
+        labels = (target.model.name, target.variant)
+        rows = request.inputs[0].shape[0] if request.inputs[0].shape else 1
+        self.metrics.batch_rows.labels(*labels).observe(rows)
+        sent = self.clock()
         response = await backend.infer(
             dataclasses.replace(request, model_version=target.version), deadline=deadline
         )
+        self.metrics.backend_seconds.labels(*labels).observe(self.clock() - sent)
         outputs = response.outputs
         if request.outputs:
             wanted = {o.name for o in request.outputs}
@@ -118,7 +156,9 @@ class DataPlane:
 
     async def variant_ready(self, model: str, variant: str) -> bool:
         backend = self._backends.get((model, variant))
-        return backend is not None and await backend.ready()
+        ready = backend is not None and await backend.ready()
+        self.metrics.variant_up.labels(model, variant).set(1 if ready else 0)
+        return ready
 
     async def model_ready(self, model_name: str, version: str = "", pin: str | None = None) -> bool:
         target = self.resolve(model_name, version, pin)

@@ -96,7 +96,7 @@ def servicer(dataplane: DataPlane) -> grpc.GenericRpcHandler:
         request = v2_grpc.request_from_pb(req)
         remaining = ctx.time_remaining()
         deadline = None if remaining is None else dataplane.clock() + remaining
-        response = await dataplane.infer(request, deadline=deadline, pin=_pin(ctx))
+        response = await dataplane.infer(request, deadline=deadline, pin=_pin(ctx), protocol="grpc")
         return v2_grpc.response_to_pb(response)
 
     handlers: dict[str, Method] = {

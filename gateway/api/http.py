@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from starlette.exceptions import HTTPException
 
 from gateway.dataplane import DataPlane
 from gateway.errors import BadRequest, GatewayError, PayloadTooLarge
@@ -86,6 +87,10 @@ def create_app(dataplane: DataPlane, *, max_body_bytes: int) -> FastAPI:
     async def _gateway_error(_: Request, exc: GatewayError) -> Response:
         return error_response(exc)
 
+    @app.exception_handler(HTTPException)
+    async def _http_error(_: Request, exc: HTTPException) -> Response:
+        return _json({"error": str(exc.detail)}, exc.status_code)
+
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
         return error_response(BadRequest(str(exc.errors())))
@@ -102,6 +107,13 @@ def create_app(dataplane: DataPlane, *, max_body_bytes: int) -> FastAPI:
     async def ready() -> Response:
         ok = await dataplane.server_ready()
         return _json({"ready": ok}, 200 if ok else 503)
+
+    @app.get("/metrics", tags=["health"])
+    async def metrics() -> Response:
+        """Prometheus text format: requests, latencies, batch rows and variant health."""
+        return Response(
+            dataplane.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
 
     @app.get("/v2", tags=["metadata"])
     async def server_metadata() -> Response:
@@ -140,7 +152,7 @@ def create_app(dataplane: DataPlane, *, max_body_bytes: int) -> FastAPI:
             req = v2_http.decode_request(
                 body, header_length, model_name=model, model_version=version
             )
-        response = await dataplane.infer(req, pin=pin)
+        response = await dataplane.infer(req, pin=pin, protocol="http")
         out, length = v2_http.encode_response(response, v2_http.binary_outputs(req))
         if length is None:
             return Response(out, media_type=JSON)
