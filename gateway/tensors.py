@@ -80,7 +80,7 @@ class Tensor:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(int(d) for d in self.data.shape)
+        return self.data.shape  # numpy shapes are already tuples of Python ints
 
     @classmethod
     def from_numpy(cls, name: str, array: np.ndarray) -> Tensor:

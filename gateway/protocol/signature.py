@@ -14,6 +14,7 @@ from gateway.tensors import InferRequest
 def check(request: InferRequest, signature: Signature) -> None:
     """Raises BadRequest unless inputs and requested outputs match `signature` exactly."""
     seen: set[str] = set()
+    batch: set[int] = set()
     for t in request.inputs:
         spec = signature.input(t.name)
         if spec is None:
@@ -34,10 +35,11 @@ def check(request: InferRequest, signature: Signature) -> None:
                 f"input '{t.name}': shape {list(shape)} does not match the model's "
                 f"{list(spec.shape)}"
             )
+        if spec.shape[:1] == (-1,):
+            batch.add(shape[0])
     missing = [s.name for s in signature.inputs if s.name not in seen]
     if missing:
         raise BadRequest(f"missing inputs {missing}")
-    batch = {t.shape[0] for t in request.inputs if signature.input(t.name).shape[:1] == (-1,)}  # type: ignore[union-attr]
     if len(batch) > 1:
         raise BadRequest(f"inputs disagree on the batch size: {sorted(batch)}")
     for o in request.outputs:

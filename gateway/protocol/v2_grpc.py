@@ -61,12 +61,11 @@ def _tensor_from_pb(
     raw: bytes | None,
     params: Mapping[str, pb.InferParameter],
 ) -> Tensor:
-    dt = DATATYPES.get(datatype)
-    if dt is None:
+    if datatype not in DATATYPES:
         raise BadRequest(f"tensor '{name}': unknown datatype '{datatype}'")
-    if any(d < 0 for d in shape):
-        raise BadRequest(f"tensor '{name}': shape {list(shape)} has a negative dimension")
-    shp = tuple(int(d) for d in shape)
+    shp = tuple(shape)
+    if shp and min(shp) < 0:
+        raise BadRequest(f"tensor '{name}': shape {list(shp)} has a negative dimension")
     try:
         if raw is not None:
             data = decode_raw(datatype, shp, raw)
@@ -74,7 +73,7 @@ def _tensor_from_pb(
             data = _from_contents(name, datatype, shp, contents)
     except ValueError as exc:
         raise BadRequest(f"tensor '{name}': {exc}") from None
-    return Tensor(name, datatype, data, params_from_pb(params))
+    return Tensor(name, datatype, data, params_from_pb(params) if params else {})
 
 
 def _from_contents(
