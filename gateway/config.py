@@ -114,6 +114,18 @@ class VariantConfig(_Frozen):
         return PROTOCOL_OF_RUNNER[self.runner]
 
 
+class BatchingConfig(_Frozen):
+    """Dynamic batching in the gateway, per variant (see gateway/batching.py)."""
+
+    max_batch_size: int = Field(default=32, ge=1)
+    """Most rows (dim 0) in one runner call; a larger single request goes alone."""
+    max_delay_ms: float = Field(default=0.0, ge=0)
+    """How long a batch may wait to fill. 0: never wait; requests that arrive while a
+    batch is in flight are batched anyway, so a lone client pays nothing."""
+    max_queue: int = Field(default=256, ge=1)
+    """Requests waiting per variant; past it the gateway answers 429 / RESOURCE_EXHAUSTED."""
+
+
 class RoutingConfig(_Frozen):
     """How a request that pins no variant is routed (issue 5 adds policies)."""
 
@@ -131,6 +143,9 @@ class ModelConfig(_Frozen):
     signature: Signature
     variants: dict[str, VariantConfig] = Field(min_length=1)
     routing: RoutingConfig
+    batching: BatchingConfig | None = None
+    """Dynamic batching for every variant of the model; absent: each request goes alone.
+    Needs a batch dimension: every input and output shape starts with -1."""
     default_timeout_ms: int | None = Field(default=None, gt=0)
 
     @field_validator("versions", mode="before")
@@ -152,6 +167,11 @@ class ModelConfig(_Frozen):
                 f"routing.default {self.routing.default!r} is not a variant "
                 f"(variants: {sorted(self.variants)})"
             )
+        if self.batching is not None:
+            specs = (*self.signature.inputs, *self.signature.outputs)
+            unbatched = [s.name for s in specs if s.shape[:1] != (-1,)]
+            if unbatched:
+                raise ValueError(f"batching needs a leading -1 dim; {unbatched} have none")
         for name in self.variants:
             if "@" in name or "/" in name:
                 raise ValueError(f"variant name {name!r} may not contain '@' or '/'")

@@ -15,6 +15,7 @@ from typing import Any
 
 from gateway import __version__
 from gateway.backends.base import Backend
+from gateway.batching import Batcher, Send
 from gateway.config import ModelConfig, Repository
 from gateway.errors import GatewayError, ModelNotFound, Unavailable
 from gateway.metrics import Metrics
@@ -61,6 +62,32 @@ class DataPlane:
         self.metrics = metrics if metrics is not None else Metrics()
         self._default_timeout_s = default_timeout_s
         self.clock = clock
+        # What a request is handed to: the variant's batcher, or straight to the backend.
+        self._senders: dict[tuple[str, str], Send] = {}
+        self._batchers: list[Batcher] = []
+        for (model, variant), backend in self._backends.items():
+            send = self._recorded(model, variant, backend)
+            cfg = repository[model].batching
+            if cfg is not None:
+                batcher = Batcher(f"{model}@{variant}", cfg, send, clock=clock)
+                self._batchers.append(batcher)
+                send = batcher.submit
+            self._senders[(model, variant)] = send
+
+    def _recorded(self, model: str, variant: str, backend: Backend) -> Send:
+        """The backend's infer, timed and counted per runner call (one per batch)."""
+
+        async def send(request: InferRequest, deadline: float) -> InferResponse:
+            self.metrics.batch_rows.labels(model, variant).observe(
+                request.inputs[0].shape[0] if request.inputs[0].shape else 1
+            )
+            start = self.clock()
+            try:
+                return await backend.infer(request, deadline=deadline)
+            finally:
+                self.metrics.backend_seconds.labels(model, variant).observe(self.clock() - start)
+
+        return send
 
     def resolve(self, model_name: str, version: str = "", pin: str | None = None) -> Target:
         """Looks up model, version and variant; 404 for any unknown one."""
@@ -114,15 +141,8 @@ class DataPlane:
     ) -> InferResponse:
         signature.check(request, target.model.signature)
         deadline = self._deadline(request, target.model, deadline)
-        backend = self._backend(target)
-        labels = (target.model.name, target.variant)
-        rows = request.inputs[0].shape[0] if request.inputs[0].shape else 1
-        self.metrics.batch_rows.labels(*labels).observe(rows)
-        sent = self.clock()
-        response = await backend.infer(
-            dataclasses.replace(request, model_version=target.version), deadline=deadline
-        )
-        self.metrics.backend_seconds.labels(*labels).observe(self.clock() - sent)
+        send = self._sender(target)
+        response = await send(dataclasses.replace(request, model_version=target.version), deadline)
         outputs = response.outputs
         if request.outputs:
             wanted = {o.name for o in request.outputs}
@@ -146,13 +166,13 @@ class DataPlane:
         own = self.clock() + seconds
         return own if given is None else min(given, own)
 
-    def _backend(self, target: Target) -> Backend:
-        backend = self._backends.get((target.model.name, target.variant))
-        if backend is None:
+    def _sender(self, target: Target) -> Send:
+        send = self._senders.get((target.model.name, target.variant))
+        if send is None:
             raise Unavailable(
                 f"variant '{target.variant}' of model '{target.model.name}' is not served"
             )
-        return backend
+        return send
 
     async def variant_ready(self, model: str, variant: str) -> bool:
         backend = self._backends.get((model, variant))
@@ -204,6 +224,8 @@ class DataPlane:
         }
 
     async def aclose(self) -> None:
+        for batcher in self._batchers:
+            await batcher.aclose()
         for backend in self._backends.values():
             await backend.aclose()
 

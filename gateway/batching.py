@@ -1,0 +1,203 @@
+"""Batching: one Batcher per variant coalesces concurrent requests into one runner call.
+
+Policy (measured in ../shared/notes/PEERS.md): one batch in flight per variant; a
+request that finds the runner idle is sent at once, so a lone client pays no window;
+requests that arrive while a batch is in flight wait, and all of them (up to
+`max_batch_size` rows) go together when it returns. A full queue refuses at once
+(Overloaded, 429 / RESOURCE_EXHAUSTED) instead of making callers wait for space;
+expired requests are dropped before they are sent. `take_batch` holds every rule and
+is pure; `Batcher` is the thin engine around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gateway.config import BatchingConfig
+from gateway.errors import DeadlineExceeded, GatewayError, Overloaded, Unavailable
+from gateway.tensors import InferRequest, InferResponse, Tensor
+
+Send = Callable[[InferRequest, float], Awaitable[InferResponse]]
+Clock = Callable[[], float]
+
+
+def batch_key(request: InferRequest) -> Hashable:
+    """Requests with equal keys can be stacked along dim 0 and answered by one call."""
+    return (
+        request.model_version,
+        tuple((t.name, t.datatype, t.shape[1:]) for t in request.inputs),
+        tuple(o.name for o in request.outputs),
+    )
+
+
+@dataclass(eq=False)
+class Pending:
+    """A request waiting in a batcher's queue."""
+
+    request: InferRequest
+    deadline: float
+    rows: int
+    key: Hashable
+    future: asyncio.Future[InferResponse] = field(repr=False)
+
+
+def take_batch(
+    queue: deque[Pending], now: float, max_rows: int
+) -> tuple[list[Pending], list[Pending]]:
+    """Pops (batch, expired) from the head of `queue`.
+
+    Expired or abandoned entries at the head are popped into `expired` (abandoned ones
+    are simply dropped); then the contiguous run of entries sharing the head's key,
+    while their rows fit in `max_rows` (a single larger request goes alone). Order is
+    kept; nothing expired is ever in the batch.
+    """
+    batch: list[Pending] = []
+    expired: list[Pending] = []
+    rows = 0
+    while queue:
+        head = queue[0]
+        if head.future.done():
+            queue.popleft()
+            continue
+        if head.deadline <= now:
+            expired.append(queue.popleft())
+            continue
+        if batch and (head.key != batch[0].key or rows + head.rows > max_rows):
+            break
+        batch.append(queue.popleft())
+        rows += head.rows
+    return batch, expired
+
+
+def stack(requests: list[InferRequest]) -> InferRequest:
+    """One request whose inputs are the members' inputs concatenated along dim 0."""
+    if len(requests) == 1:
+        return requests[0]
+    head = requests[0]
+    inputs = tuple(
+        Tensor(t.name, t.datatype, np.concatenate([r.inputs[i].data for r in requests]))
+        for i, t in enumerate(head.inputs)
+    )
+    return InferRequest(
+        model_name=head.model_name, inputs=inputs, model_version=head.model_version,
+        outputs=head.outputs,
+    )  # fmt: skip
+
+
+def split(response: InferResponse, rows: list[int]) -> list[InferResponse]:
+    """The inverse of `stack` on the answer: each member gets its own rows of every output."""
+    if len(rows) == 1:
+        return [response]
+    total = sum(rows)
+    for t in response.outputs:
+        if not t.shape or t.shape[0] != total:
+            raise GatewayError(
+                f"output '{t.name}' has shape {list(t.shape)}: cannot split {total} batched rows"
+            )
+    out = []
+    start = 0
+    for n in rows:
+        outputs = tuple(
+            Tensor(t.name, t.datatype, t.data[start : start + n]) for t in response.outputs
+        )
+        out.append(InferResponse(response.model_name, outputs, response.model_version))
+        start += n
+    return out
+
+
+class Batcher:
+    """Coalesces requests for one variant; at most one batch in flight."""
+
+    def __init__(self, name: str, cfg: BatchingConfig, send: Send, *, clock: Clock) -> None:
+        self.name = name
+        self.cfg = cfg
+        self._send = send
+        self._clock = clock
+        self._queue: deque[Pending] = deque()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._batch_seconds = 0.0  # EWMA of one runner call, for the retry hint
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    async def submit(self, request: InferRequest, deadline: float) -> InferResponse:
+        """Queues `request` and waits for its rows of a batched answer."""
+        if len(self._queue) >= self.cfg.max_queue:
+            wait = self._batch_seconds * len(self._queue) / self.cfg.max_batch_size
+            raise Overloaded(
+                f"variant '{self.name}': {len(self._queue)} requests queued (max_queue "
+                f"{self.cfg.max_queue})",
+                retry_after=max(wait, 0.05),
+            )
+        rows = request.inputs[0].shape[0] if request.inputs and request.inputs[0].shape else 1
+        future: asyncio.Future[InferResponse] = asyncio.get_running_loop().create_future()
+        self._queue.append(Pending(request, deadline, rows, batch_key(request), future))
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"batcher {self.name}")
+        self._wakeup.set()
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if self.cfg.max_delay_ms > 0:
+                await self._gather_company()
+            batch, expired = take_batch(self._queue, self._clock(), self.cfg.max_batch_size)
+            for p in expired:
+                if not p.future.done():
+                    p.future.set_exception(
+                        DeadlineExceeded(f"variant '{self.name}': deadline passed in the queue")
+                    )
+            if batch:
+                await self._flush(batch)
+
+    async def _gather_company(self) -> None:
+        """Waits up to max_delay_ms for the queue to fill to a full batch."""
+        until = self._clock() + self.cfg.max_delay_ms / 1000
+        while sum(p.rows for p in self._queue) < self.cfg.max_batch_size:
+            left = until - self._clock()
+            if left <= 0:
+                return
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), left)
+
+    async def _flush(self, batch: list[Pending]) -> None:
+        started = self._clock()
+        try:
+            merged = stack([p.request for p in batch])
+            response = await self._send(merged, min(p.deadline for p in batch))
+            parts = split(response, [p.rows for p in batch])
+        except Exception as exc:
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_exception(exc)
+            return
+        finally:
+            took = self._clock() - started
+            self._batch_seconds = 0.8 * self._batch_seconds + 0.2 * took
+        for p, part in zip(batch, parts, strict=True):
+            if not p.future.done():
+                p.future.set_result(part)
+
+    async def aclose(self) -> None:
+        """Stops the engine; whatever is still queued fails as unavailable."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        while self._queue:
+            p = self._queue.popleft()
+            if not p.future.done():
+                p.future.set_exception(Unavailable(f"variant '{self.name}' is shutting down"))

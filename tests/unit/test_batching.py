@@ -1,0 +1,192 @@
+"""The batcher: take_batch's rules (pure, with a fake clock), stack/split, and the engine."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.batching import Batcher, Pending, batch_key, split, stack, take_batch
+from gateway.config import BatchingConfig
+from gateway.errors import DeadlineExceeded, Overloaded, Unavailable
+from gateway.tensors import InferRequest, InferResponse, Tensor
+
+
+def _req(rows: int, width: int = 4, fill: float = 0.0) -> InferRequest:
+    return InferRequest("m", (Tensor("x", "FP32", np.full((rows, width), fill, np.float32)),))
+
+
+# take_batch only asks a future whether it is done: one idle loop makes them all.
+_LOOP = asyncio.new_event_loop()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_loop() -> Iterator[None]:
+    yield
+    _LOOP.close()
+
+
+def _pending(rows: int, deadline: float = 100.0, width: int = 4) -> Pending:
+    request = _req(rows, width)
+    future: asyncio.Future[InferResponse] = _LOOP.create_future()
+    return Pending(request, deadline, rows, batch_key(request), future)
+
+
+def test_take_batch_keeps_order_and_the_row_limit() -> None:
+    queue = deque([_pending(3), _pending(3), _pending(3)])
+    batch, expired = take_batch(queue, now=0.0, max_rows=7)
+    assert [p.rows for p in batch] == [3, 3] and not expired
+    assert len(queue) == 1
+
+
+def test_a_single_request_over_the_limit_goes_alone() -> None:
+    queue = deque([_pending(50), _pending(1)])
+    batch, _ = take_batch(queue, now=0.0, max_rows=8)
+    assert [p.rows for p in batch] == [50]
+
+
+def test_expired_and_abandoned_requests_never_go() -> None:
+    gone = _pending(1)
+    gone.future.cancel()
+    queue = deque([_pending(1, deadline=5.0), gone, _pending(2), _pending(1, deadline=5.0)])
+    batch, expired = take_batch(queue, now=10.0, max_rows=8)
+    assert [p.rows for p in batch] == [2]
+    assert len(expired) == 2  # the head, and the one after the batch: expired either way
+
+
+def test_incompatible_shapes_end_the_run() -> None:
+    queue = deque([_pending(1), _pending(1, width=5), _pending(1)])
+    batch, _ = take_batch(queue, now=0.0, max_rows=8)
+    assert len(batch) == 1 and len(queue) == 2
+
+
+@given(
+    st.lists(st.tuples(st.integers(1, 10), st.floats(0, 20)), max_size=30),
+    st.integers(1, 16),
+)
+def test_take_batch_invariants(entries: list[tuple[int, float]], max_rows: int) -> None:
+    queue = deque(_pending(rows, deadline) for rows, deadline in entries)
+    order = list(queue)
+    now = 10.0
+    seen: list[Pending] = []
+    while queue:
+        batch, expired = take_batch(queue, now, max_rows)
+        assert all(p.deadline <= now for p in expired)
+        assert all(p.deadline > now for p in batch)
+        assert len(batch) <= 1 or sum(p.rows for p in batch) <= max_rows
+        seen += batch + expired
+    assert sorted(map(id, seen)) == sorted(map(id, order))
+    sent = [p for p in seen if p.deadline > now]
+    assert sent == [p for p in order if p.deadline > now]  # order kept
+
+
+@given(st.lists(st.integers(0, 5), min_size=1, max_size=6))
+def test_split_inverts_stack(rows: list[int]) -> None:
+    requests = [_req(n, fill=float(i)) for i, n in enumerate(rows)]
+    merged = stack(requests)
+    assert merged.inputs[0].shape == (sum(rows), 4)
+    response = InferResponse("m", (Tensor("y", "FP32", merged.inputs[0].data * 2),))
+    for part, request in zip(split(response, rows), requests, strict=True):
+        np.testing.assert_array_equal(part.outputs[0].data, request.inputs[0].data * 2)
+
+
+class SlowRunner:
+    """Answers y = x + 1 after a real delay, and records each call's rows."""
+
+    def __init__(self, delay: float = 0.02) -> None:
+        self.delay = delay
+        self.calls: list[int] = []
+        self.error: Exception | None = None
+
+    async def __call__(self, request: InferRequest, deadline: float) -> InferResponse:
+        self.calls.append(request.inputs[0].shape[0])
+        await asyncio.sleep(self.delay)
+        if self.error:
+            raise self.error
+        return InferResponse("m", (Tensor("y", "FP32", request.inputs[0].data + 1),))
+
+
+async def test_concurrent_requests_share_runner_calls() -> None:
+    runner = SlowRunner()
+    batcher = Batcher(
+        "m@a", BatchingConfig(max_batch_size=8), runner, clock=asyncio.get_running_loop().time
+    )
+    requests = [_req(1, fill=float(i)) for i in range(20)]
+    deadline = asyncio.get_running_loop().time() + 10
+    answers = await asyncio.gather(*(batcher.submit(r, deadline) for r in requests))
+    for i, answer in enumerate(answers):
+        np.testing.assert_array_equal(answer.outputs[0].data, np.full((1, 4), i + 1.0))
+    assert len(runner.calls) < 20 and max(runner.calls) <= 8 and sum(runner.calls) == 20
+    await batcher.aclose()
+
+
+async def test_a_lone_request_is_sent_at_once() -> None:
+    runner = SlowRunner()
+    loop = asyncio.get_running_loop()
+    batcher = Batcher("m@a", BatchingConfig(max_batch_size=8), runner, clock=loop.time)
+    answer = await batcher.submit(_req(1), loop.time() + 10)
+    assert runner.calls == [1] and answer.outputs[0].shape == (1, 4)
+    await batcher.aclose()
+
+
+async def test_full_queue_refuses_with_a_retry_hint() -> None:
+    runner = SlowRunner(delay=0.2)
+    batcher = Batcher(
+        "m@a", BatchingConfig(max_queue=2), runner, clock=asyncio.get_running_loop().time
+    )
+    deadline = asyncio.get_running_loop().time() + 10
+    first = asyncio.ensure_future(batcher.submit(_req(1), deadline))
+    await asyncio.sleep(0.01)  # the first is now in flight; two more fill the queue
+    waiting = [asyncio.ensure_future(batcher.submit(_req(1), deadline)) for _ in range(2)]
+    await asyncio.sleep(0)
+    with pytest.raises(Overloaded) as info:
+        await batcher.submit(_req(1), deadline)
+    assert info.value.retry_after is not None and info.value.retry_after > 0
+    await asyncio.gather(first, *waiting)
+    await batcher.aclose()
+
+
+async def test_requests_expiring_in_the_queue_get_504_and_are_not_sent() -> None:
+    runner = SlowRunner(delay=0.1)
+    loop = asyncio.get_running_loop()
+    batcher = Batcher("m@a", BatchingConfig(), runner, clock=loop.time)
+    first = asyncio.ensure_future(batcher.submit(_req(1), loop.time() + 10))
+    await asyncio.sleep(0.01)
+    with pytest.raises(DeadlineExceeded):
+        await batcher.submit(_req(2), loop.time() + 0.02)
+    await first
+    assert runner.calls == [1]
+    await batcher.aclose()
+
+
+async def test_a_failed_call_fails_every_member_and_the_next_batch_works() -> None:
+    runner = SlowRunner()
+    loop = asyncio.get_running_loop()
+    batcher = Batcher("m@a", BatchingConfig(), runner, clock=loop.time)
+    runner.error = Unavailable("runner gone")
+    results = await asyncio.gather(
+        *(batcher.submit(_req(1), loop.time() + 10) for _ in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(r, Unavailable) for r in results)
+    runner.error = None
+    assert (await batcher.submit(_req(1), loop.time() + 10)).outputs[0].shape == (1, 4)
+    await batcher.aclose()
+
+
+async def test_close_fails_what_is_queued() -> None:
+    runner = SlowRunner(delay=0.2)
+    loop = asyncio.get_running_loop()
+    batcher = Batcher("m@a", BatchingConfig(), runner, clock=loop.time)
+    first = asyncio.ensure_future(batcher.submit(_req(1), loop.time() + 10))
+    await asyncio.sleep(0.01)
+    queued = asyncio.ensure_future(batcher.submit(_req(1), loop.time() + 10))
+    await asyncio.sleep(0)
+    await batcher.aclose()
+    with pytest.raises(Unavailable, match="shutting down"):
+        await queued
+    first.cancel()
