@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from gateway.backends.base import Backend, Clock
 from gateway.backends.tfserving import TFServingBackend
+from gateway.backends.torchserve import TorchServeBackend
 from gateway.backends.v2 import V2Backend
 from gateway.config import VariantConfig
 
@@ -14,6 +15,7 @@ from gateway.config import VariantConfig
 BACKENDS: dict[str, Callable[..., Backend]] = {
     "v2": V2Backend,
     "tfserving": TFServingBackend,
+    "torchserve": TorchServeBackend,
 }
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from gateway.config import Repository
 from gateway.supervisor.process import Runner, RunnerFailed, RunnerProcess
 from gateway.supervisor.tfserving import launcher as tfserving_launcher
+from gateway.supervisor.torchserve import launch as launch_torchserve
 
 __all__ = ["LAUNCHERS", "RunnerFailed", "Supervisor", "module_runner", "needed_runners"]
 
@@ -41,6 +42,7 @@ def module_runner(module: str, description: str = "") -> Launcher:
 LAUNCHERS: dict[str, Launcher] = {
     "onnx": module_runner("runners.onnx"),
     "jax": module_runner("runners.jax"),
+    "torchserve": launch_torchserve,
     # tensorflow_model_server when PATH has it, else our tf runner (same gRPC API)
     "tfserving": tfserving_launcher(
         fallback=module_runner(
@@ -54,6 +56,7 @@ LAUNCHERS: dict[str, Launcher] = {
 START_TIMEOUT: dict[str, float] = {
     "onnx": 30.0,
     "jax": 60.0,
+    "torchserve": 120.0,
     "tfserving": 60.0,
 }
 

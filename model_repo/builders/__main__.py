@@ -24,6 +24,7 @@ EXPORTERS = {
     "onnx": "model_repo.builders.export_onnx",
     "tfserving": "model_repo.builders.export_tensorflow",
     "jax": "model_repo.builders.export_jax",
+    "torchserve": "model_repo.builders.export_torch",
 }
 
 console = Console()
