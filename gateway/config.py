@@ -7,7 +7,9 @@ starting with some models missing.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.tensors import DATATYPES
+
+log = logging.getLogger("servegate.repository")
 
 RunnerKind = Literal["onnx", "jax", "torchserve", "tfserving", "v2"]
 
@@ -186,6 +190,16 @@ class RepositoryError(ValueError):
     """Every problem found in a model repository, one per line."""
 
 
+@dataclass(frozen=True)
+class Artifact:
+    """One built artifact of a model version, as a runner loads it."""
+
+    model: ModelConfig
+    variant: VariantConfig
+    version: str
+    path: Path
+
+
 class Repository(Mapping[str, ModelConfig]):
     """An immutable name -> ModelConfig mapping, plus where each model folder lives."""
 
@@ -207,6 +221,23 @@ class Repository(Mapping[str, ModelConfig]):
 
     def version_folder(self, name: str, version: str | None = None) -> Path:
         return self.folder(name) / (version or self._models[name].latest_version)
+
+    def built_artifacts(self, runner: str) -> Iterator[Artifact]:
+        """Every built artifact a local `runner` should load: one per model version.
+
+        Variants with an external endpoint are served elsewhere; versions whose artifact
+        is not built are logged and skipped, so a runner serves what exists.
+        """
+        for model in self._models.values():
+            for variant in model.variants.values():
+                if variant.runner != runner or variant.endpoint:
+                    continue
+                for version in model.versions:
+                    path = self.version_folder(model.name, version) / variant.artifact
+                    if path.exists():
+                        yield Artifact(model, variant, version, path)
+                    else:
+                        log.warning("%s v%s: %s is not built; skipped", model.name, version, path)
 
 
 def load_model(folder: Path) -> ModelConfig:

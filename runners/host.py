@@ -56,20 +56,11 @@ class Loaded:
 def load_models(engine: Engine, repository: Path) -> dict[tuple[str, str], Loaded]:
     """Every (model, version) with a variant for this engine whose artifact is built."""
     loaded: dict[tuple[str, str], Loaded] = {}
-    repo = load_repository(repository)
-    for model in repo.values():
-        for variant in model.variants.values():
-            if variant.runner != engine.kind or variant.endpoint:
-                continue
-            for version in model.versions:
-                artifact = repo.version_folder(model.name, version) / variant.artifact
-                if not artifact.exists():
-                    log.warning("%s v%s: %s is not built; skipped", model.name, version, artifact)
-                    continue
-                loaded[(model.name, version)] = Loaded(
-                    model, version, engine.load(model, variant, artifact)
-                )
-                log.info("loaded %s v%s from %s", model.name, version, artifact)
+    for a in load_repository(repository).built_artifacts(engine.kind):
+        loaded[(a.model.name, a.version)] = Loaded(
+            a.model, a.version, engine.load(a.model, a.variant, a.path)
+        )
+        log.info("loaded %s v%s from %s", a.model.name, a.version, a.path)
     return loaded
 
 
@@ -165,6 +156,15 @@ class RunnerService:
         )
 
 
+async def until_signalled() -> None:
+    """Returns on SIGINT or SIGTERM: how every runner process waits while it serves."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
 def write_port_file(path: Path, port: int) -> None:
     """Atomically, so a reader never sees a half-written port."""
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -200,11 +200,7 @@ async def serve(
     )
     if port_file is not None:
         write_port_file(port_file, bound)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await until_signalled()
     await server.stop(1.0)
 
 

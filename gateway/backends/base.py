@@ -7,6 +7,7 @@ router's job, with the deadline in view.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -35,6 +36,35 @@ class Backend(Protocol):
     async def ready(self) -> bool: ...
 
     async def aclose(self) -> None: ...
+
+
+class ChannelBackend:
+    """What every gRPC backend shares: its names, its clock, one channel reused by every call."""
+
+    protocol = ""
+
+    def __init__(
+        self,
+        name: str,
+        endpoint: str,
+        remote_model: str,
+        *,
+        max_message_bytes: int,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.name = name
+        self.endpoint = endpoint
+        self.remote_model = remote_model
+        self._clock = clock
+        self._options = channel_options(max_message_bytes)
+        self._channel = grpc.aio.insecure_channel(endpoint, options=self._options)
+        self._bind(self._channel)
+
+    def _bind(self, channel: grpc.aio.Channel) -> None:
+        """Makes the protocol's callables on the channel (each backend's own stubs)."""
+
+    async def aclose(self) -> None:
+        await self._channel.close()
 
 
 def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:

@@ -8,14 +8,13 @@ TF Serving answers in the typed `*_val` fields by default.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import grpc
 import numpy as np
 
-from gateway.backends.base import Clock, channel_options, map_rpc_error, timeout_for
+from gateway.backends.base import ChannelBackend, map_rpc_error, timeout_for
 from gateway.errors import BadRequest, GatewayError
 from gateway.protocol.pb import tfserving_pb2 as pb
 from gateway.protocol.tfserving_service import TFServingStub, unpack_signature_defs
@@ -173,28 +172,13 @@ def metadata_from_pb(reply: pb.GetModelMetadataResponse) -> dict[str, Any]:
     }
 
 
-class TFServingBackend:
+class TFServingBackend(ChannelBackend):
     """Forwards to `remote_model` on a TF Serving PredictionService at `endpoint`."""
 
     protocol = "tfserving"
 
-    def __init__(
-        self,
-        name: str,
-        endpoint: str,
-        remote_model: str,
-        *,
-        max_message_bytes: int,
-        clock: Clock = time.monotonic,
-    ) -> None:
-        self.name = name
-        self.endpoint = endpoint
-        self.remote_model = remote_model
-        self._clock = clock
-        self._channel = grpc.aio.insecure_channel(
-            endpoint, options=channel_options(max_message_bytes)
-        )
-        self._stub = TFServingStub(self._channel)
+    def _bind(self, channel: grpc.aio.Channel) -> None:
+        self._stub = TFServingStub(channel)
 
     async def infer(self, request: InferRequest, *, deadline: float) -> InferResponse:
         msg = request_to_pb(request, self.remote_model)
@@ -246,6 +230,3 @@ class TFServingBackend:
         )
         reply: pb.GetModelMetadataResponse = await self._stub.GetModelMetadata(req, timeout=timeout)
         return reply
-
-    async def aclose(self) -> None:
-        await self._channel.close()

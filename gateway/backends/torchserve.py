@@ -34,7 +34,7 @@ import time
 import grpc
 from google.protobuf.descriptor import FileDescriptor
 
-from gateway.backends.base import Clock, channel_options, map_rpc_error, timeout_for
+from gateway.backends.base import ChannelBackend, Clock, map_rpc_error, timeout_for
 from gateway.errors import GatewayError, Unavailable
 from gateway.protocol import torchserve_framing as framing
 from gateway.protocol.pb import torchserve_management_pb2 as mpb
@@ -99,7 +99,7 @@ def _map_error(variant: str, exc: grpc.aio.AioRpcError) -> GatewayError:
     return map_rpc_error(variant, exc)
 
 
-class TorchServeBackend:
+class TorchServeBackend(ChannelBackend):
     """Forwards to `remote_model` on TorchServe's gRPC inference API at `endpoint`."""
 
     protocol = "torchserve"
@@ -114,14 +114,13 @@ class TorchServeBackend:
         clock: Clock = time.monotonic,
         management_endpoint: str | None = None,
     ) -> None:
-        self.name = name
-        self.endpoint = endpoint
-        self.remote_model = remote_model
+        super().__init__(
+            name, endpoint, remote_model, max_message_bytes=max_message_bytes, clock=clock
+        )
         self.management_endpoint = management_endpoint or management_endpoint_for(endpoint)
-        self._clock = clock
-        options = channel_options(max_message_bytes)
-        self._channel = grpc.aio.insecure_channel(endpoint, options=options)
-        self._mgmt_channel = grpc.aio.insecure_channel(self.management_endpoint, options=options)
+        self._mgmt_channel = grpc.aio.insecure_channel(
+            self.management_endpoint, options=self._options
+        )
         self._predict = self._channel.unary_unary(
             _PREDICTIONS,
             request_serializer=pb.PredictionsRequest.SerializeToString,
@@ -234,5 +233,5 @@ class TorchServeBackend:
         return ready
 
     async def aclose(self) -> None:
-        await self._channel.close()
+        await super().aclose()
         await self._mgmt_channel.close()

@@ -7,11 +7,10 @@ runner, reused by every call.
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import grpc
 
-from gateway.backends.base import Clock, channel_options, map_rpc_error, timeout_for
+from gateway.backends.base import ChannelBackend, map_rpc_error, timeout_for
 from gateway.errors import BadRequest, GatewayError
 from gateway.protocol import v2_grpc
 from gateway.protocol.pb import v2_pb2 as pb
@@ -19,28 +18,13 @@ from gateway.protocol.v2_service import V2Stub
 from gateway.tensors import InferRequest, InferResponse
 
 
-class V2Backend:
+class V2Backend(ChannelBackend):
     """Forwards to `remote_model` on a v2 gRPC server at `endpoint`."""
 
     protocol = "v2"
 
-    def __init__(
-        self,
-        name: str,
-        endpoint: str,
-        remote_model: str,
-        *,
-        max_message_bytes: int,
-        clock: Clock = time.monotonic,
-    ) -> None:
-        self.name = name
-        self.endpoint = endpoint
-        self.remote_model = remote_model
-        self._clock = clock
-        self._channel = grpc.aio.insecure_channel(
-            endpoint, options=channel_options(max_message_bytes)
-        )
-        self._stub = V2Stub(self._channel)
+    def _bind(self, channel: grpc.aio.Channel) -> None:
+        self._stub = V2Stub(channel)
 
     async def infer(self, request: InferRequest, *, deadline: float) -> InferResponse:
         msg = v2_grpc.request_to_pb(dataclasses.replace(request, model_name=self.remote_model))
@@ -65,6 +49,3 @@ class V2Backend:
         except grpc.aio.AioRpcError:
             return False
         return bool(reply.ready)
-
-    async def aclose(self) -> None:
-        await self._channel.close()

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ async def serve(repository: Path, host: str, port: int, port_file: Path | None) 
     import tensorflow as tf
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-    from runners.host import write_port_file
+    from runners.host import until_signalled, write_port_file
     from runners.tensorflow.servables import load_all
     from runners.tensorflow.service import add_services
 
@@ -60,11 +59,7 @@ async def serve(repository: Path, host: str, port: int, port_file: Path | None) 
     )
     if port_file is not None:
         write_port_file(port_file, bound)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await until_signalled()
     await health_servicer.enter_graceful_shutdown()
     await server.stop(1.0)
     executor.shutdown(wait=False, cancel_futures=True)

@@ -155,23 +155,11 @@ class Servables:
 def load_all(repository: Path) -> Servables:
     """Every built version of every model with a local tfserving variant."""
     loaded = []
-    repo = load_repository(repository)
-    for model in repo.values():
-        for variant in model.variants.values():
-            if variant.runner != RUNNER_KIND or variant.endpoint:
-                continue
-            for version in model.versions:
-                artifact = repo.version_folder(model.name, version) / variant.artifact
-                if not artifact.exists():
-                    log.warning("%s v%s: %s is not built; skipped", model.name, version, artifact)
-                    continue
-                t0 = time.perf_counter()
-                loaded.append(load_servable(model.name, int(version), artifact.parent))
-                log.info(
-                    "loaded %s v%s from %s in %.2f s (warm call included)",
-                    model.name,
-                    version,
-                    artifact.parent,
-                    time.perf_counter() - t0,
-                )
+    for a in load_repository(repository).built_artifacts(RUNNER_KIND):
+        t0 = time.perf_counter()
+        loaded.append(load_servable(a.model.name, int(a.version), a.path.parent))
+        log.info(
+            "loaded %s v%s from %s in %.2f s (warm call included)",
+            a.model.name, a.version, a.path.parent, time.perf_counter() - t0,
+        )  # fmt: skip
     return Servables(loaded)
