@@ -92,6 +92,7 @@ def models_list(repository: RepoOpt = DEFAULT_REPOSITORY) -> None:
 async def _variant_table(repo: Repository, supervisor: Supervisor, gateway: Gateway) -> Table:
     """Every model's variants: which runner serves each, where, and whether it is ready."""
     table = Table("model", "variant", "runner", "endpoint", "pid", "start", "state")
+    table.columns[3].no_wrap = True
     for name, model in repo.items():
         for vname, v in model.variants.items():
             proc = supervisor.runners.get(v.runner)
@@ -290,3 +291,4 @@ def infer(
                 + (f" (label {label})" if label is not None else "")
             )
     console.print(f"variant: {response.parameters.get('variant', '?')}, {elapsed:.1f} ms")
+

@@ -47,7 +47,7 @@ LAUNCHERS: dict[str, Launcher] = {
     "tfserving": tfserving_launcher(
         fallback=module_runner(
             "runners.tensorflow",
-            "servegate tf runner (TF Serving API; no tensorflow_model_server binary here)",
+            "servegate tf runner (TF Serving API)",
         )
     ),
 }
