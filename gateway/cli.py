@@ -182,7 +182,13 @@ def _write_ready_file(path: Path, gateway: Gateway, supervisor: Supervisor) -> N
         "http_port": gateway.http_port,
         "grpc_port": gateway.grpc_port,
         "runners": {
-            k: {"endpoint": r.endpoint, "pid": r.pid} for k, r in supervisor.runners.items()
+            k: {
+                "endpoint": r.endpoint,
+                "pid": r.pid,
+                "ready_after_s": r.ready_after_s,
+                "description": r.description,
+            }
+            for k, r in supervisor.runners.items()
         },
     }
     tmp = path.with_suffix(".tmp")
@@ -292,3 +298,12 @@ def infer(
             )
     console.print(f"variant: {response.parameters.get('variant', '?')}, {elapsed:.1f} ms")
 
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def bench(ctx: typer.Context) -> None:
+    """Load-test matrix and report in reports/ (`bench --help`); `bench compare A B` diffs two."""
+    # A program of its own: Locust and gevent never enter the gateway's process.
+    raise typer.Exit(subprocess.call([sys.executable, "-m", "loadtests.bench", *ctx.args]))

@@ -1,14 +1,15 @@
 """Sequential latency probe: p50/p90 of one request at a time, gateway versus runner direct.
 
-`python -m loadtests.sequential --model digits --variant onnx -n 500` starts the runner
-and the gateway itself (or uses `--gateway-http/--gateway-grpc/--runner` endpoints),
-interleaves the targets round-robin so machine noise hits them alike, and prints a table.
+`python -m loadtests.sequential --model digits --variant onnx -n 500` starts
+`servegate up` with that variant's runner (a gateway process of its own, as users run
+it), interleaves the targets round-robin so machine noise hits them alike, and prints a
+table. Straight-to-runner figures need a v2 runner (onnx, jax); `servegate bench` covers
+the others.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import tempfile
 import time
@@ -22,8 +23,7 @@ from rich.table import Table
 
 from gateway import client
 from gateway.config import DEFAULT_REPOSITORY, Repository, load_repository
-from gateway.supervisor import Supervisor
-from tests.live import start_gateway
+from loadtests.system import LocalSystem
 
 console = Console()
 
@@ -69,30 +69,26 @@ def main() -> None:
     args = parser.parse_args()
 
     repo = load_repository(args.repository)
-    runner_kind = repo[args.model].variants[args.variant].runner
-    sup = Supervisor(repo, Path(tempfile.mkdtemp(prefix="servegate-seq-")))
-    endpoint = asyncio.run(sup.start([runner_kind]))[runner_kind]
-    gw = start_gateway(repo, {runner_kind: endpoint})
+    variant = repo[args.model].variants[args.variant]
+    workdir = Path(tempfile.mkdtemp(prefix="servegate-seq-"))
     inputs = _sample(repo, args.model, args.batch)
     model = f"{args.model}@{args.variant}"
-    try:
-        http = client.http_client(gw.http_url)
-        gw_channel = grpc.insecure_channel(gw.grpc_address)
+    with LocalSystem(args.repository, workdir, [variant.runner], build=False) as system:
+        http = client.http_client(system.http_url)
+        gw_channel = grpc.insecure_channel(system.grpc_address)
         calls: dict[str, Callable[[], object]] = {
             "gateway gRPC": lambda: client.infer_grpc(gw_channel, model, inputs),
             "gateway HTTP binary": lambda: client.infer_http(http, model, inputs, binary=True),
             "gateway HTTP JSON": lambda: client.infer_http(http, model, inputs, binary=False),
         }
-        if repo[args.model].variants[args.variant].protocol == "v2":
+        endpoint = system.direct_endpoint(repo, args.model, args.variant)
+        if variant.protocol == "v2" and endpoint:
             direct = grpc.insecure_channel(endpoint)
             calls["runner direct gRPC"] = lambda: client.infer_grpc(direct, args.model, inputs)
         times = measure(calls, args.n, args.warmup)
-        baseline = "runner direct gRPC" if "runner direct gRPC" in times else "gateway gRPC"
-        console.print(f"{model}, batch {args.batch}, {args.n} sequential requests per target")
-        console.print(report(times, baseline))
-    finally:
-        gw.stop()
-        sup.stop()
+    baseline = "runner direct gRPC" if "runner direct gRPC" in times else "gateway gRPC"
+    console.print(f"{model}, batch {args.batch}, {args.n} sequential requests per target")
+    console.print(report(times, baseline))
 
 
 if __name__ == "__main__":
