@@ -74,6 +74,11 @@ def main() -> None:
     inputs = _sample(repo, args.model, args.batch)
     model = f"{args.model}@{args.variant}"
     with LocalSystem(args.repository, workdir, [variant.runner], build=False) as system:
+        runner = system.runners[variant.runner]
+        console.print(
+            f"{runner.description}: spawn -> ready {runner.ready_after_s or 0:.2f} s "
+            f"(every model it serves loaded and warm)"
+        )
         http = client.http_client(system.http_url)
         gw_channel = grpc.insecure_channel(system.grpc_address)
         calls: dict[str, Callable[[], object]] = {

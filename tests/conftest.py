@@ -11,12 +11,13 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gateway.config import DEFAULT_REPOSITORY, Repository, load_repository
 from gateway.supervisor import Supervisor
 from gateway.supervisor.supervisor import needed_runners
-from tests.live import RunningGateway, start_gateway
+from tests.live import RunningGateway, samples, start_gateway
 
 TINY_MODEL = """
 versions: [1]
@@ -41,6 +42,12 @@ def repository() -> Repository:
         check=True,
     )
     return load_repository(DEFAULT_REPOSITORY)
+
+
+@pytest.fixture(scope="session")
+def digits(repository: Repository) -> dict[str, np.ndarray]:
+    """The digits model's samples.npz: inputs, reference logits, labels."""
+    return samples(repository, "digits")
 
 
 @pytest.fixture
@@ -76,11 +83,26 @@ def runners(
 
 
 @pytest.fixture(scope="session")
-def onnx_gateway(repository: Repository, runners: Callable[[str], str]) -> Iterator[RunningGateway]:
+def gateway_over(
+    repository: Repository, runners: Callable[[str], str]
+) -> Iterator[Callable[[str], RunningGateway]]:
+    """`gateway_over(kind)`: a gateway whose only runner is `runners(kind)`, once per session."""
+    gateways: dict[str, RunningGateway] = {}
+
+    def start(kind: str) -> RunningGateway:
+        if kind not in gateways:
+            gateways[kind] = start_gateway(repository, {kind: runners(kind)})
+        return gateways[kind]
+
+    yield start
+    for gw in gateways.values():
+        gw.stop()
+
+
+@pytest.fixture(scope="session")
+def onnx_gateway(gateway_over: Callable[[str], RunningGateway]) -> RunningGateway:
     """A gateway in front of the ONNX Runtime runner only."""
-    gw = start_gateway(repository, {"onnx": runners("onnx")})
-    yield gw
-    gw.stop()
+    return gateway_over("onnx")
 
 
 @pytest.fixture(scope="session")

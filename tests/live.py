@@ -12,10 +12,14 @@ from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 
+import grpc
+import numpy as np
 import uvloop
 
+from gateway import client
 from gateway.config import Repository, Settings
 from gateway.server import Gateway, build_dataplane
+from gateway.tensors import InferResponse
 
 
 @dataclass
@@ -56,3 +60,29 @@ def start_gateway(
 
     fut: Future[Gateway] = asyncio.run_coroutine_threadsafe(build(), loop)
     return RunningGateway(fut.result(30), loop, thread)
+
+
+def samples(repository: Repository, model: str) -> dict[str, np.ndarray]:
+    """The arrays of `model`'s samples.npz (inputs, logits, labels), loaded into memory."""
+    with np.load(repository.version_folder(model) / "samples.npz") as f:
+        return {k: f[k] for k in f.files}
+
+
+def infer(
+    gw: RunningGateway, protocol: str, model: str, inputs: Mapping[str, np.ndarray]
+) -> InferResponse:
+    """One request to `gw` over `protocol` (one of gateway.client.PROTOCOLS)."""
+    if protocol not in client.PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}")
+    if protocol == "grpc":
+        with grpc.insecure_channel(gw.grpc_address) as channel:
+            return client.infer_grpc(channel, model, inputs)
+    with client.http_client(gw.http_url, timeout=60) as http:
+        return client.infer_http(http, model, inputs, binary=protocol == "binary")
+
+
+def logits(response: InferResponse) -> np.ndarray:
+    """The response's only output, checked to be the FP32 `logits`."""
+    (out,) = response.outputs
+    assert out.name == "logits" and out.datatype == "FP32"
+    return out.data

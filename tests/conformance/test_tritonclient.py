@@ -11,15 +11,15 @@ import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
 
 from gateway.config import Repository
-from tests.live import RunningGateway
+from tests.live import RunningGateway, samples
 
 pytestmark = pytest.mark.conformance
 
 
 @pytest.fixture(scope="module")
 def sample(repository: Repository) -> tuple[np.ndarray, np.ndarray]:
-    with np.load(repository.version_folder("digits") / "samples.npz") as f:
-        return f["inputs"][:5], f["logits"][:5]
+    ref = samples(repository, "digits")
+    return ref["inputs"][:5], ref["logits"][:5]
 
 
 @pytest.fixture(params=["http", "grpc"])

@@ -10,7 +10,7 @@ HIGHEST precision so that GPUs do not fall back to TF32).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import grpc
 import httpx
@@ -21,8 +21,7 @@ from gateway import client
 from gateway.config import Repository
 from gateway.protocol.pb import v2_pb2 as pb
 from gateway.protocol.v2_service import V2Stub
-from gateway.tensors import InferResponse
-from tests.live import RunningGateway, start_gateway
+from tests.live import RunningGateway, infer, logits, samples
 
 pytestmark = pytest.mark.integration
 
@@ -36,46 +35,18 @@ def jax_runner(runners: Callable[[str], str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def jax_gateway(repository: Repository, jax_runner: str) -> Iterator[RunningGateway]:
+def jax_gateway(gateway_over: Callable[[str], RunningGateway]) -> RunningGateway:
     """A gateway whose only runner is the JAX one."""
-    gw = start_gateway(repository, {"jax": jax_runner})
-    yield gw
-    gw.stop()
-
-
-def _samples(repository: Repository, model: str) -> dict[str, np.ndarray]:
-    with np.load(repository.version_folder(model) / "samples.npz") as f:
-        return {k: f[k] for k in f.files}
-
-
-@pytest.fixture(scope="module")
-def digits(repository: Repository) -> dict[str, np.ndarray]:
-    return _samples(repository, "digits")
-
-
-def _infer(
-    gw: RunningGateway, protocol: str, model: str, x: np.ndarray, name: str = "pixels"
-) -> InferResponse:
-    if protocol == "grpc":
-        with grpc.insecure_channel(gw.grpc_address) as channel:
-            return client.infer_grpc(channel, model, {name: x})
-    with httpx.Client(base_url=gw.http_url, timeout=60) as http:
-        return client.infer_http(http, model, {name: x}, binary=protocol == "binary")
-
-
-def _logits(response: InferResponse) -> np.ndarray:
-    (out,) = response.outputs
-    assert out.name == "logits" and out.datatype == "FP32"
-    return out.data
+    return gateway_over("jax")
 
 
 @pytest.mark.parametrize("protocol", client.PROTOCOLS)
 def test_digits_equal_the_reference_logits(
     jax_gateway: RunningGateway, digits: dict[str, np.ndarray], protocol: str
 ) -> None:
-    response = _infer(jax_gateway, protocol, "digits@jax", digits["inputs"])
+    response = infer(jax_gateway, protocol, "digits@jax", {"pixels": digits["inputs"]})
     assert response.parameters.get("variant") == "jax"
-    got = _logits(response)
+    got = logits(response)
     assert got.shape == digits["logits"].shape == (450, 10)
     np.testing.assert_allclose(got, digits["logits"], rtol=0, atol=DIGITS_ATOL)
 
@@ -84,11 +55,11 @@ def test_digits_equal_the_reference_logits(
 def test_resnet18_equals_the_reference_logits(
     jax_gateway: RunningGateway, repository: Repository, protocol: str
 ) -> None:
-    samples = _samples(repository, "resnet18")
-    got = _logits(_infer(jax_gateway, protocol, "resnet18@jax", samples["inputs"], name="image"))
+    ref = samples(repository, "resnet18")
+    got = logits(infer(jax_gateway, protocol, "resnet18@jax", {"image": ref["inputs"]}))
     assert got.shape == (8, 1000)
-    np.testing.assert_allclose(got, samples["logits"], rtol=0, atol=RESNET_ATOL)
-    np.testing.assert_array_equal(got.argmax(axis=1), samples["labels"])
+    np.testing.assert_allclose(got, ref["logits"], rtol=0, atol=RESNET_ATOL)
+    np.testing.assert_array_equal(got.argmax(axis=1), ref["labels"])
 
 
 @pytest.mark.parametrize("protocol", client.PROTOCOLS)
@@ -101,12 +72,11 @@ def test_held_out_accuracy_equals_the_builders_figure(
     record = json.loads((repository.version_folder("digits") / "build.json").read_text())
     x = digits["inputs"]
     # 50 rows a request: never a bucket size, so every request is padded and sliced back.
-    predicted = np.concatenate(
-        [
-            _logits(_infer(jax_gateway, protocol, "digits@jax", x[i : i + 50])).argmax(axis=1)
-            for i in range(0, len(x), 50)
-        ]
-    )
+    chunks = [
+        logits(infer(jax_gateway, protocol, "digits@jax", {"pixels": x[i : i + 50]}))
+        for i in range(0, len(x), 50)
+    ]
+    predicted = np.concatenate(chunks).argmax(axis=1)
     assert len(predicted) == record["test_samples"] == 450
     assert float((predicted == digits["labels"]).mean()) == record["test_accuracy"]
 
@@ -117,7 +87,7 @@ def test_odd_batch_sizes_come_back_row_for_row(
 ) -> None:
     # Rows in a shuffled order: each answer must be its own row's, in the order sent.
     pick = np.random.default_rng(rows).permutation(len(digits["inputs"]))[:rows]
-    got = _logits(_infer(jax_gateway, "grpc", "digits@jax", digits["inputs"][pick]))
+    got = logits(infer(jax_gateway, "grpc", "digits@jax", {"pixels": digits["inputs"][pick]}))
     assert got.shape == (rows, 10)
     np.testing.assert_allclose(got, digits["logits"][pick], rtol=0, atol=DIGITS_ATOL)
 
@@ -127,8 +97,9 @@ def test_gateway_answer_equals_the_runners_own(
 ) -> None:
     x = digits["inputs"][:5]
     with grpc.insecure_channel(jax_runner) as channel:
-        direct = _logits(client.infer_grpc(channel, "digits", {"pixels": x}))
-    np.testing.assert_array_equal(_logits(_infer(jax_gateway, "grpc", "digits@jax", x)), direct)
+        direct = logits(client.infer_grpc(channel, "digits", {"pixels": x}))
+    got = logits(infer(jax_gateway, "grpc", "digits@jax", {"pixels": x}))
+    np.testing.assert_array_equal(got, direct)
 
 
 def test_gateway_lists_the_jax_variant_ready(jax_gateway: RunningGateway) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import grpc
-import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -14,32 +13,14 @@ from gateway import client
 from gateway.config import Repository
 from gateway.protocol.pb import v2_pb2 as pb
 from gateway.protocol.v2_service import V2Stub
-from tests.live import RunningGateway
+from tests.live import RunningGateway, infer, samples
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def digits(repository: Repository) -> dict[str, np.ndarray]:
-    with np.load(repository.version_folder("digits") / "samples.npz") as f:
-        return {k: f[k] for k in f.files}
-
-
-@pytest.fixture(scope="module")
 def session(repository: Repository) -> ort.InferenceSession:
     return ort.InferenceSession(str(repository.version_folder("digits") / "model.onnx"))
-
-
-def _infer(
-    gw: RunningGateway, protocol: str, model: str, x: np.ndarray, name: str = "pixels"
-) -> np.ndarray:
-    if protocol == "grpc":
-        with grpc.insecure_channel(gw.grpc_address) as channel:
-            return client.infer_grpc(channel, model, {name: x}).outputs[0].data
-    with httpx.Client(base_url=gw.http_url) as http:
-        return (
-            client.infer_http(http, model, {name: x}, binary=protocol == "binary").outputs[0].data
-        )
 
 
 @pytest.mark.parametrize("protocol", client.PROTOCOLS)
@@ -51,7 +32,7 @@ def test_outputs_equal_onnxruntime_run_directly(
 ) -> None:
     x = digits["inputs"][:7]
     (expected,) = session.run(None, {"pixels": x})
-    got = _infer(onnx_gateway, protocol, "digits", x)
+    got = infer(onnx_gateway, protocol, "digits", {"pixels": x}).outputs[0].data
     assert got.shape == (7, 10)
     # JSON carries float32 as decimal text that orjson writes exactly: all three are exact.
     np.testing.assert_array_equal(got, expected)
@@ -65,10 +46,12 @@ def test_held_out_accuracy_equals_the_builders_figure(
     protocol: str,
 ) -> None:
     record = json.loads((repository.version_folder("digits") / "build.json").read_text())
-    predicted = np.concatenate(
-        [_infer(onnx_gateway, protocol, "digits", digits["inputs"][i : i + 64]).argmax(axis=1)
-         for i in range(0, len(digits["inputs"]), 64)]
-    )  # fmt: skip
+    x = digits["inputs"]
+    chunks = [
+        infer(onnx_gateway, protocol, "digits", {"pixels": x[i : i + 64]}).outputs[0].data
+        for i in range(0, len(x), 64)
+    ]
+    predicted = np.concatenate(chunks).argmax(axis=1)
     accuracy = float((predicted == digits["labels"]).mean())
     assert len(predicted) == record["test_samples"] == 450
     assert accuracy == record["test_accuracy"]
@@ -82,13 +65,14 @@ def test_gateway_answer_equals_the_runners_own(
     x = digits["inputs"][:3]
     with grpc.insecure_channel(endpoint) as channel:
         direct = client.infer_grpc(channel, "digits", {"pixels": x}).outputs[0].data
-    np.testing.assert_array_equal(_infer(onnx_gateway, "grpc", "digits", x), direct)
+    got = infer(onnx_gateway, "grpc", "digits", {"pixels": x}).outputs[0].data
+    np.testing.assert_array_equal(got, direct)
 
 
 def test_resnet18_through_the_gateway(onnx_gateway: RunningGateway, repository: Repository) -> None:
-    with np.load(repository.version_folder("resnet18") / "samples.npz") as f:
-        x, logits = f["inputs"][:2], f["logits"][:2]
-    got = _infer(onnx_gateway, "binary", "resnet18", x, name="image")
+    ref = samples(repository, "resnet18")
+    x, logits = ref["inputs"][:2], ref["logits"][:2]
+    got = infer(onnx_gateway, "binary", "resnet18", {"image": x}).outputs[0].data
     assert got.shape == (2, 1000)
     np.testing.assert_allclose(got, logits, atol=1e-4)
 

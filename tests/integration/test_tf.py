@@ -14,7 +14,7 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -29,14 +29,12 @@ from gateway.errors import Unavailable
 from gateway.protocol.pb import tfserving_pb2 as pb
 from gateway.protocol.tfserving_service import TFServingStub
 from gateway.supervisor import tfserving
-from gateway.tensors import InferResponse
-from tests.live import RunningGateway, start_gateway
+from tests.live import RunningGateway, infer, logits, samples, start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DIGITS_ATOL = 1e-4
 RESNET_ATOL = 1e-4
-INPUT = {"digits": "pixels", "resnet18": "image"}
 
 
 @pytest.fixture(scope="module")
@@ -45,54 +43,32 @@ def tf_runner(runners: Callable[[str], str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def tf_gateway(repository: Repository, tf_runner: str) -> Iterator[RunningGateway]:
+def tf_gateway(gateway_over: Callable[[str], RunningGateway]) -> RunningGateway:
     """A gateway whose only runner is the TF Serving one."""
-    gw = start_gateway(repository, {"tfserving": tf_runner})
-    yield gw
-    gw.stop()
-
-
-def _samples(repository: Repository, model: str) -> dict[str, np.ndarray]:
-    with np.load(repository.version_folder(model) / "samples.npz") as f:
-        return {k: f[k] for k in f.files}
-
-
-def _infer(gw: RunningGateway, protocol: str, model: str, x: np.ndarray) -> InferResponse:
-    inputs = {INPUT[model.partition("@")[0]]: x}
-    if protocol == "grpc":
-        with grpc.insecure_channel(gw.grpc_address) as channel:
-            return client.infer_grpc(channel, model, inputs)
-    with httpx.Client(base_url=gw.http_url, timeout=60) as http:
-        return client.infer_http(http, model, inputs, binary=protocol == "binary")
-
-
-def _logits(response: InferResponse) -> np.ndarray:
-    (out,) = response.outputs
-    assert out.name == "logits" and out.datatype == "FP32"
-    return out.data
+    return gateway_over("tfserving")
 
 
 @pytest.mark.parametrize("protocol", client.PROTOCOLS)
 def test_digits_equal_the_reference_logits(
     tf_gateway: RunningGateway, repository: Repository, protocol: str
 ) -> None:
-    samples = _samples(repository, "digits")
-    response = _infer(tf_gateway, protocol, "digits@tensorflow", samples["inputs"])
+    ref = samples(repository, "digits")
+    response = infer(tf_gateway, protocol, "digits@tensorflow", {"pixels": ref["inputs"]})
     assert response.parameters.get("variant") == "tensorflow"
-    got = _logits(response)
-    assert got.shape == samples["logits"].shape == (450, 10)
-    np.testing.assert_allclose(got, samples["logits"], rtol=0, atol=DIGITS_ATOL)
+    got = logits(response)
+    assert got.shape == ref["logits"].shape == (450, 10)
+    np.testing.assert_allclose(got, ref["logits"], rtol=0, atol=DIGITS_ATOL)
 
 
 @pytest.mark.parametrize("protocol", ["binary", "grpc"])
 def test_resnet18_equals_the_reference_logits(
     tf_gateway: RunningGateway, repository: Repository, protocol: str
 ) -> None:
-    samples = _samples(repository, "resnet18")
-    got = _logits(_infer(tf_gateway, protocol, "resnet18@tensorflow", samples["inputs"]))
+    ref = samples(repository, "resnet18")
+    got = logits(infer(tf_gateway, protocol, "resnet18@tensorflow", {"image": ref["inputs"]}))
     assert got.shape == (8, 1000)
-    np.testing.assert_allclose(got, samples["logits"], rtol=0, atol=RESNET_ATOL)
-    np.testing.assert_array_equal(got.argmax(axis=1), samples["labels"])
+    np.testing.assert_allclose(got, ref["logits"], rtol=0, atol=RESNET_ATOL)
+    np.testing.assert_array_equal(got.argmax(axis=1), ref["labels"])
 
 
 @pytest.mark.parametrize("protocol", client.PROTOCOLS)
@@ -100,16 +76,15 @@ def test_held_out_accuracy_equals_the_builders_figure(
     tf_gateway: RunningGateway, repository: Repository, protocol: str
 ) -> None:
     record = json.loads((repository.version_folder("digits") / "build.json").read_text())
-    samples = _samples(repository, "digits")
-    x = samples["inputs"]
-    predicted = np.concatenate(
-        [
-            _logits(_infer(tf_gateway, protocol, "digits@tensorflow", x[i : i + 64])).argmax(1)
-            for i in range(0, len(x), 64)
-        ]
-    )
+    ref = samples(repository, "digits")
+    x = ref["inputs"]
+    chunks = [
+        logits(infer(tf_gateway, protocol, "digits@tensorflow", {"pixels": x[i : i + 64]}))
+        for i in range(0, len(x), 64)
+    ]
+    predicted = np.concatenate(chunks).argmax(axis=1)
     assert len(predicted) == record["test_samples"] == 450
-    assert float((predicted == samples["labels"]).mean()) == record["test_accuracy"]
+    assert float((predicted == ref["labels"]).mean()) == record["test_accuracy"]
 
 
 @pytest.mark.parametrize("model", ["digits", "resnet18"])
@@ -274,8 +249,8 @@ def test_model_server_launcher_then_stop_gives_503_not_a_hang(
         runner.stop()
         raise
     try:
-        x = _samples(repository, "digits")["inputs"][:3]
-        assert _logits(_infer(gw, "grpc", "digits@tensorflow", x)).shape == (3, 10)
+        x = samples(repository, "digits")["inputs"][:3]
+        assert logits(infer(gw, "grpc", "digits@tensorflow", {"pixels": x})).shape == (3, 10)
         runner.stop()
         assert not runner.alive()
         # 503 / UNAVAILABLE, not 504 / DEADLINE_EXCEEDED: the dead channel failed the call.

@@ -40,23 +40,13 @@ from gateway.protocol.pb import torchserve_pb2 as pb
 from gateway.supervisor import Supervisor
 from gateway.supervisor.torchserve import TorchServeRunner
 from gateway.tensors import InferRequest, Tensor, decode_raw
-from tests.live import RunningGateway, start_gateway
+from tests.live import RunningGateway, infer, samples, start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ATOL = 1e-4
 PREDICTIONS = "/org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions"
 DEADLINE_S = 10.0  # the kill test's gateway deadline (Settings.default_timeout_s)
-
-
-def samples(repository: Repository, model: str) -> dict[str, np.ndarray]:
-    with np.load(repository.version_folder(model) / "samples.npz") as f:
-        return {k: f[k] for k in f.files}
-
-
-@pytest.fixture(scope="module")
-def digits(repository: Repository) -> dict[str, np.ndarray]:
-    return samples(repository, "digits")
 
 
 @pytest.fixture(scope="module")
@@ -66,26 +56,17 @@ def ts_endpoint(runners: Callable[[str], str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def ts_gateway(repository: Repository, ts_endpoint: str) -> Iterator[RunningGateway]:
-    gw = start_gateway(repository, {"torchserve": ts_endpoint})
-    yield gw
-    gw.stop()
-
-
-def infer(gw: RunningGateway, protocol: str, model: str, x: np.ndarray, name: str) -> np.ndarray:
-    if protocol == "grpc":
-        with grpc.insecure_channel(gw.grpc_address) as channel:
-            return client.infer_grpc(channel, model, {name: x}).outputs[0].data
-    with httpx.Client(base_url=gw.http_url, timeout=30) as http:
-        binary = protocol == "binary"
-        return client.infer_http(http, model, {name: x}, binary=binary).outputs[0].data
+def ts_gateway(gateway_over: Callable[[str], RunningGateway]) -> RunningGateway:
+    """A gateway whose only runner is TorchServe."""
+    return gateway_over("torchserve")
 
 
 @pytest.mark.parametrize("protocol", client.PROTOCOLS)
 def test_digits_equal_the_reference_logits(
     ts_gateway: RunningGateway, digits: dict[str, np.ndarray], protocol: str
 ) -> None:
-    got = infer(ts_gateway, protocol, "digits@pytorch", digits["inputs"], "pixels")
+    x = digits["inputs"]
+    got = infer(ts_gateway, protocol, "digits@pytorch", {"pixels": x}).outputs[0].data
     assert got.shape == (450, 10)
     np.testing.assert_allclose(got, digits["logits"], rtol=0, atol=ATOL)
 
@@ -94,7 +75,7 @@ def test_resnet18_equals_the_reference_logits(
     ts_gateway: RunningGateway, repository: Repository
 ) -> None:
     ref = samples(repository, "resnet18")
-    got = infer(ts_gateway, "binary", "resnet18@pytorch", ref["inputs"], "image")
+    got = infer(ts_gateway, "binary", "resnet18@pytorch", {"image": ref["inputs"]}).outputs[0].data
     assert got.shape == (8, 1000)
     np.testing.assert_allclose(got, ref["logits"], rtol=0, atol=ATOL)
 
@@ -108,12 +89,11 @@ def test_held_out_accuracy_equals_the_builders_figure(
 ) -> None:
     record = json.loads((repository.version_folder("digits") / "build.json").read_text())
     x = digits["inputs"]
-    predicted = np.concatenate(
-        [
-            infer(ts_gateway, protocol, "digits@pytorch", x[i : i + 64], "pixels").argmax(axis=1)
-            for i in range(0, len(x), 64)
-        ]
-    )
+    chunks = [
+        infer(ts_gateway, protocol, "digits@pytorch", {"pixels": x[i : i + 64]}).outputs[0].data
+        for i in range(0, len(x), 64)
+    ]
+    predicted = np.concatenate(chunks).argmax(axis=1)
     assert len(predicted) == record["test_samples"]
     assert float((predicted == digits["labels"]).mean()) == record["test_accuracy"]
 
@@ -131,7 +111,7 @@ def test_gateway_answer_equals_torchserves_own(
         "logits"
     ]
     direct = decode_raw(datatype, shape, raw)
-    got = infer(ts_gateway, "binary", "digits@pytorch", x, "pixels")
+    got = infer(ts_gateway, "binary", "digits@pytorch", {"pixels": x}).outputs[0].data
     np.testing.assert_array_equal(got, direct)
 
 
@@ -372,7 +352,8 @@ def test_concurrent_requests_each_get_their_own_rows(own_torchserve: OwnTorchSer
     try:
 
         def one(span: tuple[int, int]) -> np.ndarray:
-            return infer(gw, "grpc", "digits@pytorch", ref["inputs"][slice(*span)], "pixels")
+            x = ref["inputs"][slice(*span)]
+            return infer(gw, "grpc", "digits@pytorch", {"pixels": x}).outputs[0].data
 
         with ThreadPoolExecutor(16) as pool:
             results = list(pool.map(one, spans))

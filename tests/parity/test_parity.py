@@ -9,27 +9,16 @@ from __future__ import annotations
 
 import json
 
-import grpc
 import numpy as np
 import pytest
 
-from gateway import client
 from gateway.config import Repository
-from tests.live import RunningGateway
+from tests.live import RunningGateway, infer, samples
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TOLERANCE = {"digits": 1e-4, "resnet18": 1e-3}
 PROTOCOLS = ("binary", "grpc")
-
-
-def _infer(gw: RunningGateway, protocol: str, model: str, name: str, x: np.ndarray) -> np.ndarray:
-    if protocol == "grpc":
-        with grpc.insecure_channel(gw.grpc_address) as channel:
-            return client.infer_grpc(channel, model, {name: x}).outputs[0].data
-    with client.http_client(gw.http_url) as http:
-        out = client.infer_http(http, model, {name: x}, binary=protocol == "binary")
-    return out.outputs[0].data
 
 
 def _cases(repository: Repository) -> list[tuple[str, str]]:
@@ -53,10 +42,10 @@ def test_variant_matches_the_reference(
 ) -> None:
     model, variant = model_variant
     spec = repository[model].signature.inputs[0]
-    with np.load(repository.version_folder(model) / "samples.npz") as f:
-        count = 16 if model == "digits" else 2
-        x, reference = f["inputs"][:count], f["logits"][:count]
-    got = _infer(full_gateway, protocol, f"{model}@{variant}", spec.name, x)
+    ref = samples(repository, model)
+    count = 16 if model == "digits" else 2
+    x, reference = ref["inputs"][:count], ref["logits"][:count]
+    got = infer(full_gateway, protocol, f"{model}@{variant}", {spec.name: x}).outputs[0].data
     assert got.shape == reference.shape
     diff = float(np.abs(got - reference).max())
     assert diff <= TOLERANCE[model], f"{model}@{variant} over {protocol}: max |diff| {diff}"
@@ -67,15 +56,16 @@ def test_digits_accuracy_is_identical_through_every_variant(
     full_gateway: RunningGateway, repository: Repository, protocol: str
 ) -> None:
     record = json.loads((repository.version_folder("digits") / "build.json").read_text())
-    with np.load(repository.version_folder("digits") / "samples.npz") as f:
-        x, labels = f["inputs"], f["labels"]
+    ref = samples(repository, "digits")
+    x, labels = ref["inputs"], ref["labels"]
     predictions = {}
     for variant in repository["digits"].variants:
-        logits = np.concatenate(
-            [_infer(full_gateway, protocol, f"digits@{variant}", "pixels", x[i : i + 64])
-             for i in range(0, len(x), 64)]
-        )  # fmt: skip
-        predictions[variant] = logits.argmax(axis=1)
+        model = f"digits@{variant}"
+        chunks = [
+            infer(full_gateway, protocol, model, {"pixels": x[i : i + 64]}).outputs[0].data
+            for i in range(0, len(x), 64)
+        ]
+        predictions[variant] = np.concatenate(chunks).argmax(axis=1)
         assert float((predictions[variant] == labels).mean()) == record["test_accuracy"]
     first = next(iter(predictions.values()))
     for variant, predicted in predictions.items():
