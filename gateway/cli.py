@@ -30,6 +30,7 @@ from gateway.config import (
     Settings,
     load_repository,
 )
+from gateway.protocol.framed import socket_path
 from gateway.server import Gateway, build_dataplane
 from gateway.supervisor import RunnerFailed, Supervisor
 from gateway.supervisor.supervisor import needed_runners
@@ -89,19 +90,24 @@ def models_list(repository: RepoOpt = DEFAULT_REPOSITORY) -> None:
     console.print(table)
 
 
-async def _variant_table(repo: Repository, supervisor: Supervisor, gateway: Gateway) -> Table:
-    """Every model's variants: which runner serves each, where, and whether it is ready."""
-    table = Table("model", "variant", "runner", "endpoint", "pid", "start", "state")
+async def _variant_table(
+    repo: Repository, supervisor: Supervisor, gateway: Gateway, endpoints: dict[str, str]
+) -> Table:
+    """Every model's variants: which runner serves each, where, how the gateway reaches it,
+    and whether it is ready."""
+    table = Table("model", "variant", "runner", "endpoint", "hop", "pid", "start", "state")
     table.columns[3].no_wrap = True
     for name, model in repo.items():
         for vname, v in model.variants.items():
             proc = supervisor.runners.get(v.runner)
             ready = await gateway.dataplane.variant_ready(name, vname)
+            used = v.endpoint or endpoints.get(v.runner, "")
             table.add_row(
                 name,
                 vname + (" (default)" if vname == model.routing.default else ""),
                 proc.description if proc else v.runner,
                 v.endpoint or (proc.endpoint if proc else "not started"),
+                "framed unix socket" if socket_path(used) else "gRPC",
                 str(proc.pid) if proc else "-",
                 f"{proc.ready_after_s:.1f} s" if proc else "-",
                 "[green]READY[/]" if ready else "[red]UNAVAILABLE[/]",
@@ -152,14 +158,15 @@ async def _serve(
         if kinds:
             with console.status(f"starting runners {kinds} (logs in {workdir})"):
                 t0 = time.perf_counter()
-                endpoints = await supervisor.start(kinds)
+                await supervisor.start(kinds)
             console.print(f"runners ready in {time.perf_counter() - t0:.1f} s")
+            endpoints = supervisor.gateway_endpoints(framed=settings.runner_sockets)
         else:
             endpoints = {}
         endpoints.update(external)
         gateway = Gateway(build_dataplane(settings, repo, endpoints), settings)
         await gateway.start()
-        console.print(await _variant_table(repo, supervisor, gateway))
+        console.print(await _variant_table(repo, supervisor, gateway, endpoints))
         console.print(
             f"[bold green]servegate ready[/]  HTTP http://{settings.host}:{gateway.http_port}/v2  "
             f"gRPC {settings.host}:{gateway.grpc_port}  docs http://{settings.host}:{gateway.http_port}/docs"
@@ -167,7 +174,7 @@ async def _serve(
         console.print("try:\n  " + _example(repo, settings, gateway.http_port), soft_wrap=True)
         console.print("Ctrl-C stops the gateway and every runner.")
         if ready_file is not None:
-            _write_ready_file(ready_file, gateway, supervisor)
+            _write_ready_file(ready_file, gateway, supervisor, endpoints)
         await stop.wait()
         console.print("stopping...")
     finally:
@@ -176,14 +183,19 @@ async def _serve(
         supervisor.stop()
 
 
-def _write_ready_file(path: Path, gateway: Gateway, supervisor: Supervisor) -> None:
-    """What scripts and tests need to find a `servegate up` started on port 0."""
+def _write_ready_file(
+    path: Path, gateway: Gateway, supervisor: Supervisor, endpoints: dict[str, str]
+) -> None:
+    """What scripts and tests need to find a `servegate up` started on port 0. A runner's
+    `endpoint` is its gRPC address; `gateway_endpoint` is where the gateway forwards."""
     doc = {
         "http_port": gateway.http_port,
         "grpc_port": gateway.grpc_port,
         "runners": {
             k: {
                 "endpoint": r.endpoint,
+                "socket": str(r.socket_path) if r.socket_path else None,
+                "gateway_endpoint": endpoints.get(k, r.endpoint),
                 "pid": r.pid,
                 "ready_after_s": r.ready_after_s,
                 "description": r.description,
@@ -217,12 +229,21 @@ def up(
     ready_file: Annotated[
         Path | None, typer.Option(help="Write ports and runner pids here (JSON) once ready.")
     ] = None,
+    runner_sockets: Annotated[
+        bool | None,
+        typer.Option(
+            help="Reach the local onnx/jax runners over their framed Unix socket, not gRPC "
+            "(default on; env SERVEGATE_RUNNER_SOCKETS)."
+        ),
+    ] = None,
     repository: RepoOpt = DEFAULT_REPOSITORY,
 ) -> None:
     """Build what is missing, start the runners and the gateway; Ctrl-C stops them all."""
     if build:
         _run_builder(repository)
     settings = Settings(host=host, http_port=http_port, grpc_port=grpc_port, repository=repository)
+    if runner_sockets is not None:  # the flag, when given, overrides the environment
+        settings = settings.model_copy(update={"runner_sockets": runner_sockets})
     repo = _load(repository)
     kinds = runner if runner else needed_runners(repo)
     try:

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     default_timeout_s: float = 10.0
     """Deadline for a request that carries none; passed on to the runner."""
     log_level: str = "info"
+    runner_sockets: bool = True
+    """Forward to our local v2 runners (onnx, jax) over their framed Unix socket rather than
+    gRPC (SERVEGATE_RUNNER_SOCKETS=0 turns it off). The runners serve gRPC either way."""
 
 
 class _Frozen(BaseModel):

@@ -29,6 +29,7 @@ from gateway.protocol import signature, v2_grpc
 from gateway.protocol.pb import v2_pb2 as pb
 from gateway.protocol.v2_service import generic_handler
 from gateway.tensors import InferResponse, Tensor
+from runners.framed_server import serve_framed
 
 log = logging.getLogger("servegate.runner")
 
@@ -106,6 +107,13 @@ class RunnerService:
             )
         )
 
+    def ready(self, req: pb.ModelReadyRequest) -> pb.ModelReadyResponse:
+        try:
+            self._find(req.name, req.version)
+        except ModelNotFound:
+            return pb.ModelReadyResponse(ready=False)
+        return pb.ModelReadyResponse(ready=True)
+
     def handlers(self) -> grpc.GenericRpcHandler:
         def mapped(fn: Callable[[Any], Any]) -> Callable[[Any, grpc.aio.ServicerContext], Any]:
             async def call(req: Any, ctx: grpc.aio.ServicerContext) -> Any:
@@ -119,13 +127,6 @@ class RunnerService:
                     await ctx.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
 
             return call
-
-        def model_ready(req: pb.ModelReadyRequest) -> pb.ModelReadyResponse:
-            try:
-                self._find(req.name, req.version)
-            except ModelNotFound:
-                return pb.ModelReadyResponse(ready=False)
-            return pb.ModelReadyResponse(ready=True)
 
         def model_metadata(req: pb.ModelMetadataRequest) -> pb.ModelMetadataResponse:
             loaded = self._find(req.name, req.version)
@@ -149,7 +150,7 @@ class RunnerService:
                         name=f"servegate-{self.engine.kind}-runner", version="0.1.0"
                     )
                 ),
-                "ModelReady": mapped(model_ready),
+                "ModelReady": mapped(self.ready),
                 "ModelMetadata": mapped(model_metadata),
                 "ModelInfer": mapped(self.infer),
             }
@@ -173,7 +174,12 @@ def write_port_file(path: Path, port: int) -> None:
 
 
 async def serve(
-    engine: Engine, repository: Path, host: str, port: int, port_file: Path | None
+    engine: Engine,
+    repository: Path,
+    host: str,
+    port: int,
+    port_file: Path | None,
+    socket_path: Path | None = None,
 ) -> None:
     models = load_models(engine, repository)
     service = RunnerService(engine, models)
@@ -189,28 +195,39 @@ async def serve(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     bound = server.add_insecure_port(f"{host}:{port}")
     await server.start()
+    # The framed socket listens before the port file appears: ready means both are.
+    framed = await serve_framed(socket_path, service) if socket_path is not None else None
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     log.info(
-        "%s runner serving %d model(s) on %s:%d (device: %s)",
+        "%s runner serving %d model(s) on %s:%d%s (device: %s)",
         engine.kind,
         len(models),
         host,
         bound,
+        f" and framed {socket_path}" if socket_path else "",
         engine.device(),
     )
     if port_file is not None:
         write_port_file(port_file, bound)
     await until_signalled()
+    if framed is not None:
+        await framed.aclose()
     await server.stop(1.0)
 
 
 def main(engine_factory: Callable[[], Engine], argv: list[str] | None = None) -> None:
-    """The command line every v2 runner shares: --repository, --host, --port, --port-file."""
+    """The command line every v2 runner shares: --repository, --host, --port, --port-file,
+    --socket."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--repository", type=Path, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--port-file", type=Path)
+    parser.add_argument(
+        "--socket", type=Path, help="Also serve the framed v2 protocol on this Unix socket."
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    asyncio.run(serve(engine_factory(), args.repository, args.host, args.port, args.port_file))
+    asyncio.run(
+        serve(engine_factory(), args.repository, args.host, args.port, args.port_file, args.socket)
+    )

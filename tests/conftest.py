@@ -5,7 +5,6 @@ Runners and gateways are session-scoped: started once, always stopped and reaped
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -15,9 +14,8 @@ import numpy as np
 import pytest
 
 from gateway.config import DEFAULT_REPOSITORY, Repository, load_repository
-from gateway.supervisor import Supervisor
 from gateway.supervisor.supervisor import needed_runners
-from tests.live import RunningGateway, samples, start_gateway
+from tests.live import LiveRunners, RunningGateway, samples, start_gateway
 
 TINY_MODEL = """
 versions: [1]
@@ -62,36 +60,24 @@ def tiny_repo(tmp_path: Path) -> Repository:
 @pytest.fixture(scope="session")
 def runners(
     repository: Repository, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[[str], str]]:
-    """`runners(kind)` starts that runner once per session and returns its host:port."""
-    supervisors: dict[str, Supervisor] = {}
-    endpoints: dict[str, str] = {}
-
-    def start(kind: str) -> str:
-        if kind not in endpoints:
-            workdir: Path = tmp_path_factory.mktemp(f"runner-{kind}")
-            sup = Supervisor(repository, workdir)
-            supervisors[kind] = sup
-            endpoints[kind] = asyncio.run(sup.start([kind]))[kind]
-        return endpoints[kind]
-
-    yield start
-    for sup in supervisors.values():
-        sup.stop()
-        for runner in sup.runners.values():
-            assert not runner.alive(), f"runner {runner.name} was not reaped"
+) -> Iterator[LiveRunners]:
+    """`runners(kind)` starts that runner once per session and returns its gRPC host:port;
+    `runners.hop(kind)` is the endpoint a gateway forwards to (the framed socket)."""
+    live = LiveRunners(repository, lambda kind: tmp_path_factory.mktemp(f"runner-{kind}"))
+    yield live
+    live.stop()
 
 
 @pytest.fixture(scope="session")
 def gateway_over(
-    repository: Repository, runners: Callable[[str], str]
+    repository: Repository, runners: LiveRunners
 ) -> Iterator[Callable[[str], RunningGateway]]:
     """`gateway_over(kind)`: a gateway whose only runner is `runners(kind)`, once per session."""
     gateways: dict[str, RunningGateway] = {}
 
     def start(kind: str) -> RunningGateway:
         if kind not in gateways:
-            gateways[kind] = start_gateway(repository, {kind: runners(kind)})
+            gateways[kind] = start_gateway(repository, {kind: runners.hop(kind)})
         return gateways[kind]
 
     yield start
@@ -106,8 +92,8 @@ def onnx_gateway(gateway_over: Callable[[str], RunningGateway]) -> RunningGatewa
 
 
 @pytest.fixture(scope="session")
-def full_gateway(repository: Repository, runners: Callable[[str], str]) -> Iterator[RunningGateway]:
+def full_gateway(repository: Repository, runners: LiveRunners) -> Iterator[RunningGateway]:
     """A gateway in front of every runner the repository needs (all four frameworks)."""
-    gw = start_gateway(repository, {kind: runners(kind) for kind in needed_runners(repository)})
+    gw = start_gateway(repository, {kind: runners.hop(kind) for kind in needed_runners(repository)})
     yield gw
     gw.stop()

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -19,6 +20,7 @@ import uvloop
 from gateway import client
 from gateway.config import Repository, Settings
 from gateway.server import Gateway, build_dataplane
+from gateway.supervisor import Supervisor
 from gateway.tensors import InferResponse
 
 
@@ -86,3 +88,35 @@ def logits(response: InferResponse) -> np.ndarray:
     (out,) = response.outputs
     assert out.name == "logits" and out.datatype == "FP32"
     return out.data
+
+
+class LiveRunners:
+    """Runner processes started once per session, one Supervisor per kind.
+
+    `runners(kind)` is the runner's own gRPC address (for direct calls); `runners.hop(kind)`
+    is what a gateway forwards to: the framed Unix socket where the runner has one.
+    """
+
+    def __init__(self, repository: Repository, workdirs: Callable[[str], Path]) -> None:
+        self.repository = repository
+        self._workdirs = workdirs
+        self.supervisors: dict[str, Supervisor] = {}
+
+    def _start(self, kind: str) -> Supervisor:
+        if kind not in self.supervisors:
+            sup = Supervisor(self.repository, self._workdirs(kind))
+            self.supervisors[kind] = sup
+            asyncio.run(sup.start([kind]))
+        return self.supervisors[kind]
+
+    def __call__(self, kind: str) -> str:
+        return self._start(kind).runners[kind].endpoint
+
+    def hop(self, kind: str) -> str:
+        return self._start(kind).gateway_endpoints()[kind]
+
+    def stop(self) -> None:
+        for sup in self.supervisors.values():
+            sup.stop()
+            for runner in sup.runners.values():
+                assert not runner.alive(), f"runner {runner.name} was not reaped"

@@ -87,11 +87,25 @@ _UPSTREAM: dict[grpc.StatusCode, type[GatewayError]] = {
     grpc.StatusCode.CANCELLED: Unavailable,
 }
 
+# status code number (as the framed transport carries it) -> StatusCode
+_BY_NUMBER: dict[int, grpc.StatusCode] = {c.value[0]: c for c in grpc.StatusCode}
+
+
+def map_status(variant: str, code: grpc.StatusCode | int, details: str) -> GatewayError:
+    """An upstream status (gRPC's, or a framed answer's code number) as a GatewayError that
+    names the variant: one table for every transport."""
+    if isinstance(code, int):
+        status = _BY_NUMBER.get(code)
+        if status is None:
+            return GatewayError(f"variant '{variant}': status {code}: {details}")
+        code = status
+    cls = _UPSTREAM.get(code, GatewayError)
+    return cls(f"variant '{variant}': {code.name}: {details}")
+
 
 def map_rpc_error(variant: str, exc: grpc.aio.AioRpcError) -> GatewayError:
     """An upstream gRPC failure as a GatewayError that names the variant."""
-    cls = _UPSTREAM.get(exc.code(), GatewayError)
-    return cls(f"variant '{variant}': {exc.code().name}: {exc.details()}")
+    return map_status(variant, exc.code(), exc.details() or "")
 
 
 def timeout_for(variant: str, deadline: float, clock: Clock) -> float:

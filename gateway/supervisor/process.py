@@ -1,7 +1,8 @@
 """Supervisor: one runner child process that reports its port through a port file.
 
 Readiness is the port file followed by the standard gRPC health service answering
-SERVING: never a sleep, never a log grep.
+SERVING: never a sleep, never a log grep. A runner given a framed socket listens on it
+before it writes the port file, so the same readiness covers it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Runner(Protocol):
     name: str
     description: str  # what serves it, in words, for tables, logs and reports
     endpoint: str  # host:port of its gRPC API, once ready
+    socket_path: Path | None  # where it also serves the framed v2 protocol, if it does
     ready_after_s: float  # spawn -> ready
     log_path: Path
 
@@ -61,8 +63,10 @@ class RunnerProcess:
         workdir: Path,
         env: dict[str, str] | None = None,
         description: str = "",
+        socket_path: Path | None = None,
     ) -> None:
         self.name = name
+        self.socket_path = socket_path
         self.description = description or f"servegate {name} runner"
         self.argv = argv
         self.workdir = workdir
@@ -84,6 +88,8 @@ class RunnerProcess:
     def spawn(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port_file.unlink(missing_ok=True)
+        if self.socket_path is not None:
+            self.socket_path.unlink(missing_ok=True)
         env = {**os.environ, **(self.env or {})}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from gateway.config import Repository
+from gateway.protocol.framed import endpoint as framed_endpoint
 from gateway.supervisor.process import Runner, RunnerFailed, RunnerProcess
 from gateway.supervisor.tfserving import launcher as tfserving_launcher
 from gateway.supervisor.torchserve import launch as launch_torchserve
@@ -22,8 +23,16 @@ __all__ = ["LAUNCHERS", "RunnerFailed", "Supervisor", "module_runner", "needed_r
 Launcher = Callable[[Repository, Path, str], Runner]
 
 
-def module_runner(module: str, description: str = "") -> Launcher:
-    """A launcher for our runners: `python -m MODULE` with the shared runner command line."""
+# AF_UNIX paths are limited to 108 bytes (sun_path) on Linux, the terminating NUL included.
+MAX_SOCKET_PATH = 107
+
+
+def module_runner(module: str, description: str = "", *, framed: bool = False) -> Launcher:
+    """A launcher for our runners: `python -m MODULE` with the shared runner command line.
+
+    `framed`: the runner also serves the framed v2 protocol on `<workdir>/<kind>.sock`
+    (the gateway's cheap hop on this machine), unless that path is too long for AF_UNIX.
+    """
 
     def launch(repository: Repository, workdir: Path, host: str) -> Runner:
         kind = module.rsplit(".", 1)[-1]
@@ -33,15 +42,20 @@ def module_runner(module: str, description: str = "") -> Launcher:
             "--host", host, "--port", "0",
             "--port-file", str(workdir / f"{kind}.port"),
         ]  # fmt: skip
-        return RunnerProcess(kind, argv, workdir, description=description)
+        sock: Path | None = workdir.absolute() / f"{kind}.sock"
+        if not framed or len(str(sock)) > MAX_SOCKET_PATH:
+            sock = None
+        else:
+            argv += ["--socket", str(sock)]
+        return RunnerProcess(kind, argv, workdir, description=description, socket_path=sock)
 
     return launch
 
 
 # runner kind -> how to start it locally
 LAUNCHERS: dict[str, Launcher] = {
-    "onnx": module_runner("runners.onnx"),
-    "jax": module_runner("runners.jax"),
+    "onnx": module_runner("runners.onnx", framed=True),
+    "jax": module_runner("runners.jax", framed=True),
     "torchserve": launch_torchserve,
     # tensorflow_model_server when PATH has it, else our tf runner (same gRPC API)
     "tfserving": tfserving_launcher(
@@ -79,7 +93,7 @@ class Supervisor:
         self.runners: dict[str, Runner] = {}
 
     async def start(self, kinds: Iterable[str]) -> dict[str, str]:
-        """Starts every kind at once and waits for all; returns kind -> host:port."""
+        """Starts every kind at once and waits for all; returns kind -> gRPC host:port."""
         kinds = list(kinds)
         unknown = [k for k in kinds if k not in LAUNCHERS]
         if unknown:
@@ -97,6 +111,16 @@ class Supervisor:
             self.stop()
             raise
         return dict(zip(kinds, endpoints, strict=True))
+
+    def gateway_endpoints(self, *, framed: bool = True) -> dict[str, str]:
+        """kind -> the endpoint the gateway should forward to: the framed socket of a runner
+        that serves one (when `framed`), else its gRPC host:port."""
+        return {
+            kind: framed_endpoint(str(r.socket_path))
+            if framed and r.socket_path is not None
+            else r.endpoint
+            for kind, r in self.runners.items()
+        }
 
     def stop(self) -> None:
         for runner in self.runners.values():

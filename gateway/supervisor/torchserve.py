@@ -149,6 +149,7 @@ class TorchServeRunner:
         self.log_path = workdir / "torchserve.log"  # the launcher's output and WARN+ lines
         self.ts_log_path = self.home / "logs" / "ts_log.log"  # everything, workers' too
         self.endpoint = ""
+        self.socket_path: Path | None = None  # gRPC only
         self.management_url = ""
         self.inference_url = ""
         self.grpc_management_endpoint = ""

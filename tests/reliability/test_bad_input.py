@@ -20,7 +20,7 @@ from gateway import client
 from gateway.config import Repository
 from gateway.protocol.pb import v2_pb2 as pb
 from gateway.protocol.v2_service import V2Stub
-from tests.live import RunningGateway, start_gateway
+from tests.live import LiveRunners, RunningGateway, start_gateway
 
 pytestmark = pytest.mark.reliability
 
@@ -146,9 +146,9 @@ def test_grpc_errors(
 
 
 @pytest.fixture(scope="module")
-def small_gateway(repository: Repository, runners: object) -> Iterator[RunningGateway]:
+def small_gateway(repository: Repository, runners: LiveRunners) -> Iterator[RunningGateway]:
     """A gateway with a 4 KiB body limit over the real ONNX runner."""
-    gw = start_gateway(repository, {"onnx": runners("onnx")}, max_body_bytes=4096)  # type: ignore[operator]
+    gw = start_gateway(repository, {"onnx": runners.hop("onnx")}, max_body_bytes=4096)
     yield gw
     gw.stop()
 
