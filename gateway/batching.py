@@ -33,6 +33,7 @@ def batch_key(request: InferRequest) -> Hashable:
         request.model_version,
         tuple((t.name, t.datatype, t.shape[1:]) for t in request.inputs),
         tuple(o.name for o in request.outputs),
+        tuple(sorted(request.parameters.items())),
     )
 
 
@@ -86,7 +87,7 @@ def stack(requests: list[InferRequest]) -> InferRequest:
     )
     return InferRequest(
         model_name=head.model_name, inputs=inputs, model_version=head.model_version,
-        outputs=head.outputs,
+        outputs=head.outputs, parameters=head.parameters,
     )  # fmt: skip
 
 
@@ -111,6 +112,12 @@ def split(response: InferResponse, rows: list[int]) -> list[InferResponse]:
     return out
 
 
+def _fail(batch: list[Pending], exc: BaseException) -> None:
+    for p in batch:
+        if not p.future.done():
+            p.future.set_exception(exc)
+
+
 class Batcher:
     """Coalesces requests for one variant; at most one batch in flight."""
 
@@ -129,7 +136,10 @@ class Batcher:
         return len(self._queue)
 
     async def submit(self, request: InferRequest, deadline: float) -> InferResponse:
-        """Queues `request` and waits for its rows of a batched answer."""
+        """Queues `request` and waits for its rows of a batched answer, until `deadline`."""
+        if len(self._queue) >= self.cfg.max_queue:
+            # Entries whose callers gave up still sit in the queue: count only live ones.
+            self._queue = deque(p for p in self._queue if not p.future.done())
         if len(self._queue) >= self.cfg.max_queue:
             wait = self._batch_seconds * len(self._queue) / self.cfg.max_batch_size
             raise Overloaded(
@@ -143,7 +153,13 @@ class Batcher:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"batcher {self.name}")
         self._wakeup.set()
-        return await future
+        try:
+            # Cancelling the future on timeout also takes it out of any batch not yet sent.
+            return await asyncio.wait_for(future, max(deadline - self._clock(), 0.0))
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"variant '{self.name}': deadline passed before the runner answered"
+            ) from None
 
     async def _run(self) -> None:
         while True:
@@ -179,10 +195,11 @@ class Batcher:
             merged = stack([p.request for p in batch])
             response = await self._send(merged, min(p.deadline for p in batch))
             parts = split(response, [p.rows for p in batch])
+        except asyncio.CancelledError:
+            _fail(batch, Unavailable(f"variant '{self.name}' is shutting down"))
+            raise
         except Exception as exc:
-            for p in batch:
-                if not p.future.done():
-                    p.future.set_exception(exc)
+            _fail(batch, exc)
             return
         finally:
             took = self._clock() - started
@@ -197,7 +214,5 @@ class Batcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        while self._queue:
-            p = self._queue.popleft()
-            if not p.future.done():
-                p.future.set_exception(Unavailable(f"variant '{self.name}' is shutting down"))
+        _fail(list(self._queue), Unavailable(f"variant '{self.name}' is shutting down"))
+        self._queue.clear()

@@ -25,6 +25,9 @@ from gateway.tensors import InferRequest, InferResponse
 
 log = logging.getLogger(__name__)
 
+# Request parameters the gateway acts on itself; the rest go on to the runner.
+CONSUMED = frozenset({selection.PIN_PARAMETER, "timeout", "binary_data_output"})
+
 EXTENSIONS = ("binary_tensor_data", "servegate_variants")
 
 PLATFORMS: Mapping[str, str] = {
@@ -89,7 +92,7 @@ class DataPlane:
 
         return send
 
-    def resolve(self, model_name: str, version: str = "", pin: str | None = None) -> Target:
+    def resolve(self, model_name: str, version: str = "", *pins: str | None) -> Target:
         """Looks up model, version and variant; 404 for any unknown one."""
         name, alias_pin = selection.split_alias(model_name)
         model = self.repository.get(name)
@@ -99,7 +102,7 @@ class DataPlane:
             raise ModelNotFound(
                 f"model '{name}' has no version '{version}' (versions: {list(model.versions)})"
             )
-        variant = selection.choose(model, alias_pin, pin)
+        variant = selection.choose(model, alias_pin, *pins)
         return Target(model, version or model.latest_version, variant)
 
     async def infer(
@@ -117,10 +120,10 @@ class DataPlane:
         (http or grpc) only labels the metrics.
         """
         start = self.clock()
-        model, variant = request.model_name, ""
+        model, variant = "", ""  # labels only once known: never a client's free text
         try:
             target = self.resolve(
-                request.model_name, request.model_version, pin or _param_pin(request)
+                request.model_name, request.model_version, pin, _param_pin(request)
             )
             model, variant = target.model.name, target.variant
             response = await self._infer(request, target, deadline)
@@ -142,7 +145,12 @@ class DataPlane:
         signature.check(request, target.model.signature)
         deadline = self._deadline(request, target.model, deadline)
         send = self._sender(target)
-        response = await send(dataclasses.replace(request, model_version=target.version), deadline)
+        forwarded = dataclasses.replace(
+            request,
+            model_version=target.version,
+            parameters={k: v for k, v in request.parameters.items() if k not in CONSUMED},
+        )
+        response = await send(forwarded, deadline)
         outputs = response.outputs
         if request.outputs:
             wanted = {o.name for o in request.outputs}

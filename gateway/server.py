@@ -22,7 +22,7 @@ from gateway.api import grpc as grpc_api
 from gateway.api.http import create_app
 from gateway.backends.base import Backend
 from gateway.backends.connect import connect
-from gateway.config import Repository, Settings
+from gateway.config import BatchingConfig, Repository, Settings
 from gateway.dataplane import DataPlane
 
 log = logging.getLogger(__name__)
@@ -48,9 +48,15 @@ def build_dataplane(
                 variant,
                 endpoint,
                 model.name,
-                max_message_bytes=settings.max_body_bytes,
+                max_message_bytes=_runner_message_limit(settings, model.batching),
             )
     return DataPlane(repository, backends, default_timeout_s=settings.default_timeout_s)
+
+
+def _runner_message_limit(settings: Settings, batching: BatchingConfig | None) -> int:
+    """A batch carries up to max_batch_size requests, each within the body limit."""
+    rows = batching.max_batch_size if batching is not None else 1
+    return min(settings.max_body_bytes * rows, 2**31 - 1)
 
 
 class _Uvicorn(uvicorn.Server):

@@ -158,6 +158,10 @@ def decode_raw(datatype: str, shape: tuple[int, ...], buf: bytes | memoryview) -
 
 
 def _decode_bytes(shape: tuple[int, ...], count: int, view: memoryview) -> np.ndarray:
+    # Every element needs at least its 4-byte length: refuse before allocating for a
+    # shape the data cannot hold (a tiny body must not allocate gigabytes).
+    if count * 4 > len(view):
+        raise ValueError(f"{len(view)} bytes cannot hold {count} BYTES elements")
     out = np.empty(count, dtype=object)
     pos = 0
     for i in range(count):

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,11 +25,11 @@ import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from gateway.config import ModelConfig, VariantConfig, load_repository
-from gateway.errors import BadRequest, GatewayError, ModelNotFound
+from gateway.errors import BadRequest, DeadlineExceeded, GatewayError, ModelNotFound
 from gateway.protocol import signature, v2_grpc
 from gateway.protocol.pb import v2_pb2 as pb
 from gateway.protocol.v2_service import generic_handler
-from gateway.tensors import InferResponse, Tensor
+from gateway.tensors import InferResponse, Tensor, as_bytes_array
 from runners.framed_server import serve_framed
 
 log = logging.getLogger("servegate.runner")
@@ -89,15 +90,21 @@ class RunnerService:
         sig = loaded.model.signature
         signature.check(request, sig)
         inputs = {t.name: t.data for t in request.inputs}
+        deadline = _deadline(request.parameters.get("timeout"))
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._executor, loaded.predict, inputs)
+        result = await loop.run_in_executor(
+            self._executor, _predict_in_time, loaded.predict, inputs, deadline
+        )
         wanted = [o.name for o in request.outputs] or [s.name for s in sig.outputs]
         outputs = []
         for name in wanted:
             spec = sig.output(name)
             if spec is None or name not in result:
                 raise BadRequest(f"unknown output '{name}'")
-            outputs.append(Tensor(name, spec.datatype, np.asarray(result[name])))
+            data = np.asarray(result[name])
+            if spec.datatype == "BYTES":
+                data = as_bytes_array(data)
+            outputs.append(Tensor(name, spec.datatype, data))
         return v2_grpc.response_to_pb(
             InferResponse(
                 model_name=request.model_name,
@@ -164,6 +171,22 @@ async def until_signalled() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+
+
+def _deadline(timeout_us: object) -> float | None:
+    """The request's `timeout` parameter (microseconds, Triton's) as a monotonic deadline."""
+    if isinstance(timeout_us, int | float) and not isinstance(timeout_us, bool) and timeout_us > 0:
+        return time.monotonic() + timeout_us / 1e6
+    return None
+
+
+def _predict_in_time(
+    predict: Predict, inputs: Mapping[str, np.ndarray], deadline: float | None
+) -> Mapping[str, np.ndarray]:
+    """Runs on the model thread: work whose caller has given up while it queued is dropped."""
+    if deadline is not None and time.monotonic() >= deadline:
+        raise DeadlineExceeded("deadline passed while queued in the runner")
+    return predict(inputs)
 
 
 def write_port_file(path: Path, port: int) -> None:

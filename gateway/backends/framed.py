@@ -45,8 +45,9 @@ class FramedPool:
                 async with self._slots:
                     conn = self._take() or await self._open()
                     status, answer = await self._exchange(conn, kind, payload)
-                    self._idle.append(conn)
-                    conn = None
+                    if not self._closed:  # closed meanwhile: the finally below drops it
+                        self._idle.append(conn)
+                        conn = None
         except TimeoutError:
             raise DeadlineExceeded(
                 f"variant '{self.variant}': DEADLINE_EXCEEDED: no answer in {timeout:.3f} s"

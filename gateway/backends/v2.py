@@ -121,8 +121,14 @@ class V2Backend:
         self._transport = transport_for(name, endpoint, max_message_bytes)
 
     async def infer(self, request: InferRequest, *, deadline: float) -> InferResponse:
-        msg = v2_grpc.request_to_pb(dataclasses.replace(request, model_name=self.remote_model))
-        reply = await self._transport.infer(msg, timeout_for(self.name, deadline, self._clock))
+        timeout = timeout_for(self.name, deadline, self._clock)
+        # The deadline travels in Triton's `timeout` parameter (microseconds) too, so the
+        # runner drops work whose caller has given up instead of computing it.
+        params = {**request.parameters, "timeout": max(1, int(timeout * 1e6))}
+        msg = v2_grpc.request_to_pb(
+            dataclasses.replace(request, model_name=self.remote_model, parameters=params)
+        )
+        reply = await self._transport.infer(msg, timeout)
         try:
             return v2_grpc.response_from_pb(reply)
         except BadRequest as exc:

@@ -71,7 +71,7 @@ def _tensor_from_pb(
             data = decode_raw(datatype, shp, raw)
         else:
             data = _from_contents(name, datatype, shp, contents)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise BadRequest(f"tensor '{name}': {exc}") from None
     return Tensor(name, datatype, data, params_from_pb(params) if params else {})
 

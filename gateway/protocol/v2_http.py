@@ -8,6 +8,7 @@ tensor at fault. See ../shared/notes/PROTOCOL.md §3 for the extension's rules.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -57,7 +58,7 @@ def _json_data(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> n
             arr = as_bytes_array(np.array(_flatten(data), dtype=object))
         else:
             arr = np.asarray(data, dtype=dt.dtype).reshape(-1)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         raise BadRequest(f"input '{name}': data is not valid {datatype}: {exc}") from None
     if arr.size != element_count(shape):
         raise BadRequest(
@@ -158,11 +159,22 @@ def decode_raw_request(
 ) -> InferRequest:
     """`Inference-Header-Content-Length: 0`: the whole body is the model's one input.
 
-    A -1 dim is the batch dim and is set to 1; every output comes back binary.
+    Its one free (-1) dim, if any, is whatever the body's length makes it (1 for a
+    single image); every output comes back binary.
     """
-    fixed = tuple(1 if d == -1 else d for d in shape)
+    fixed = 1
+    for d in shape:
+        fixed *= 1 if d == -1 else d
+    row_bytes = fixed * DATATYPES[datatype].itemsize
+    if -1 in shape:
+        if row_bytes == 0 or len(body) % row_bytes:
+            raise BadRequest(
+                f"input '{name}': a raw body of {len(body)} bytes is not a whole number of "
+                f"{list(shape)} {datatype} rows ({row_bytes} bytes each)"
+            )
+        shape = tuple(len(body) // row_bytes if d == -1 else d for d in shape)
     try:
-        data = decode_raw(datatype, fixed, body)
+        data = decode_raw(datatype, shape, body)
     except ValueError as exc:
         raise BadRequest(f"input '{name}': {exc}") from None
     return InferRequest(
@@ -198,25 +210,34 @@ def _requested_outputs(value: Any) -> tuple[RequestedOutput, ...]:
     return tuple(out)
 
 
-def binary_outputs(request: InferRequest) -> Mapping[str, bool] | bool:
-    """Which outputs to send binary: per-output flags over the request-wide default."""
-    default = bool(request.parameters.get("binary_data_output", False))
-    flags = {o.name: o.binary for o in request.outputs if o.binary is not None}
-    return flags if flags else default
+@dataclass(frozen=True)
+class BinaryOutputs:
+    """Which outputs go binary: each output's own `binary_data` flag, else the request's
+    `binary_data_output` default."""
+
+    default: bool = False
+    flags: Mapping[str, bool] = field(default_factory=dict)
+
+    def __call__(self, name: str) -> bool:
+        return self.flags.get(name, self.default)
 
 
-def encode_response(
-    response: InferResponse, binary: Mapping[str, bool] | bool
-) -> tuple[bytes, int | None]:
+def binary_outputs(request: InferRequest) -> BinaryOutputs:
+    """The binary extension's choice of binary outputs for `request`."""
+    return BinaryOutputs(
+        bool(request.parameters.get("binary_data_output", False)),
+        {o.name: o.binary for o in request.outputs if o.binary is not None},
+    )
+
+
+def encode_response(response: InferResponse, binary: BinaryOutputs) -> tuple[bytes, int | None]:
     """Returns (body, json header length or None when nothing is binary)."""
-    default = binary if isinstance(binary, bool) else False
-    flags = binary if not isinstance(binary, bool) else {}
     blobs: list[bytes] = []
     outputs: list[dict[str, Any]] = []
     for t in response.outputs:
         entry: dict[str, Any] = {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
         params = dict(t.parameters)
-        if flags.get(t.name, default):
+        if binary(t.name):
             raw = encode_raw(t.datatype, t.data)
             params["binary_data_size"] = len(raw)
             blobs.append(raw)

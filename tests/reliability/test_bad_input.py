@@ -60,7 +60,7 @@ HTTP_CASES = [
     ("/v2/models/digits/infer", orjson.dumps({"inputs": [_inp()]}),
      {"Inference-Header-Content-Length": "abc"}, 400, "must be an integer"),
     ("/v2/models/digits/infer", b"\0" * 12, {"Inference-Header-Content-Length": "0"}, 400,
-     "expected 256 bytes"),
+     "12 bytes is not a whole number of [-1, 64] FP32 rows"),
     ("/v2/models/nope/infer", orjson.dumps({"inputs": [_inp()]}), {}, 404, "unknown model 'nope'"),
     ("/v2/models/digits/versions/7/infer", orjson.dumps({"inputs": [_inp()]}), {}, 404,
      "has no version '7'"),

@@ -151,16 +151,34 @@ async def test_full_queue_refuses_with_a_retry_hint() -> None:
     await batcher.aclose()
 
 
-async def test_requests_expiring_in_the_queue_get_504_and_are_not_sent() -> None:
-    runner = SlowRunner(delay=0.1)
+async def test_requests_expiring_in_the_queue_get_504_at_their_deadline_and_are_not_sent() -> None:
+    runner = SlowRunner(delay=0.5)
     loop = asyncio.get_running_loop()
     batcher = Batcher("m@a", BatchingConfig(), runner, clock=loop.time)
     first = asyncio.ensure_future(batcher.submit(_req(1), loop.time() + 10))
     await asyncio.sleep(0.01)
+    deadline = loop.time() + 0.05
     with pytest.raises(DeadlineExceeded):
-        await batcher.submit(_req(2), loop.time() + 0.02)
+        await batcher.submit(_req(2), deadline)
+    # answered at its own deadline, not when the 0.5 s batch ahead of it came back
+    assert loop.time() - deadline < 0.2
     await first
     assert runner.calls == [1]
+    await batcher.aclose()
+
+
+async def test_abandoned_requests_do_not_count_toward_the_queue_limit() -> None:
+    runner = SlowRunner(delay=0.3)
+    loop = asyncio.get_running_loop()
+    batcher = Batcher("m@a", BatchingConfig(max_queue=2), runner, clock=loop.time)
+    first = asyncio.ensure_future(batcher.submit(_req(1), loop.time() + 10))
+    await asyncio.sleep(0.01)
+    for _ in range(2):  # two callers that give up while queued
+        with pytest.raises(DeadlineExceeded):
+            await batcher.submit(_req(1), loop.time() + 0.01)
+    answer = await batcher.submit(_req(1), loop.time() + 10)
+    assert answer.outputs[0].shape == (1, 4)
+    await first
     await batcher.aclose()
 
 
@@ -178,15 +196,23 @@ async def test_a_failed_call_fails_every_member_and_the_next_batch_works() -> No
     await batcher.aclose()
 
 
-async def test_close_fails_what_is_queued() -> None:
+async def test_close_fails_what_is_queued_and_what_is_in_flight() -> None:
     runner = SlowRunner(delay=0.2)
     loop = asyncio.get_running_loop()
     batcher = Batcher("m@a", BatchingConfig(), runner, clock=loop.time)
-    first = asyncio.ensure_future(batcher.submit(_req(1), loop.time() + 10))
+    in_flight = asyncio.ensure_future(batcher.submit(_req(1), loop.time() + 10))
     await asyncio.sleep(0.01)
     queued = asyncio.ensure_future(batcher.submit(_req(1), loop.time() + 10))
     await asyncio.sleep(0)
     await batcher.aclose()
-    with pytest.raises(Unavailable, match="shutting down"):
-        await queued
-    first.cancel()
+    for waiter in (in_flight, queued):
+        with pytest.raises(Unavailable, match="shutting down"):
+            await waiter
+
+
+def test_requests_with_different_parameters_are_not_merged() -> None:
+    a = InferRequest("m", _req(1).inputs, parameters={"k": 1})
+    b = InferRequest("m", _req(1).inputs, parameters={"k": 2})
+    assert batch_key(a) != batch_key(b)
+    assert batch_key(a) == batch_key(InferRequest("m", _req(3).inputs, parameters={"k": 1}))
+    assert stack([a, a]).parameters == {"k": 1}

@@ -34,7 +34,8 @@ def test_bytes_elements_are_length_prefixed() -> None:
     ("datatype", "shape", "raw", "message"),
     [
         ("FP32", (2,), b"\x00" * 7, "expected 8 bytes"),
-        ("BYTES", (2,), b"\x01\x00\x00\x00a", "ends after 1 of 2"),
+        ("BYTES", (2,), b"\x01\x00\x00\x00a", "5 bytes cannot hold 2 BYTES elements"),
+        ("BYTES", (2,), b"\x01\x00\x00\x00a\x05\x00\x00", "ends after 1 of 2"),
         ("BYTES", (1,), b"\x09\x00\x00\x00a", "past the end"),
         ("BYTES", (1,), b"\x01\x00\x00\x00ab", "left over"),
     ],

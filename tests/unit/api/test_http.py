@@ -149,3 +149,23 @@ async def test_binary_output_on_request(http: httpx.AsyncClient) -> None:
     reply = await http.post("/v2/models/tiny/infer", content=orjson.dumps(doc))
     length = int(reply.headers["inference-header-content-length"])
     assert np.frombuffer(reply.content[length:], np.float32).tolist() == [2, 4, 6, 8]
+
+
+async def test_gateway_parameters_stay_in_the_gateway(
+    http: httpx.AsyncClient, backend: FunctionBackend
+) -> None:
+    doc = orjson.loads(BODY) | {
+        "parameters": {"variant": "a", "timeout": 100_000, "binary_data_output": False, "k": 1}
+    }
+    assert (await http.post("/v2/models/tiny/infer", content=orjson.dumps(doc))).status_code == 200
+    request, _ = backend.calls[0]
+    assert dict(request.parameters) == {"k": 1}
+
+
+async def test_header_and_parameter_pins_must_agree(http: httpx.AsyncClient) -> None:
+    doc = orjson.loads(BODY) | {"parameters": {"variant": "b"}}
+    reply = await http.post(
+        "/v2/models/tiny/infer", content=orjson.dumps(doc), headers={"servegate-variant": "a"}
+    )
+    assert reply.status_code == 400
+    assert "conflicting variant pins" in reply.json()["error"]

@@ -50,7 +50,7 @@ def test_response_binary_outputs_round_trip(ts: list[Tensor], data: st.DataObjec
     outs = _unique(ts)
     flags = {t.name: data.draw(st.booleans()) for t in outs}
     resp = InferResponse(model_name="m", model_version="1", outputs=outs)
-    body, length = v2_http.encode_response(resp, flags)
+    body, length = v2_http.encode_response(resp, v2_http.BinaryOutputs(flags=flags))
     back = v2_http.decode_response(body, length)
     assert back.model_version == "1"
     for a, b in zip(outs, back.outputs, strict=True):
@@ -60,13 +60,17 @@ def test_response_binary_outputs_round_trip(ts: list[Tensor], data: st.DataObjec
 
 def test_json_response_carries_numbers_and_header_only_when_binary() -> None:
     logits = Tensor("logits", "FP32", np.array([[0.5, -1.0]], np.float32))
-    body, length = v2_http.encode_response(InferResponse("m", (logits,), id="x"), False)
+    body, length = v2_http.encode_response(
+        InferResponse("m", (logits,), id="x"), v2_http.BinaryOutputs(False)
+    )
     assert length is None
     assert orjson.loads(body) == {
         "model_name": "m", "id": "x",
         "outputs": [{"name": "logits", "datatype": "FP32", "shape": [1, 2], "data": [0.5, -1.0]}],
     }  # fmt: skip
-    body, length = v2_http.encode_response(InferResponse("m", (logits,)), True)
+    body, length = v2_http.encode_response(
+        InferResponse("m", (logits,)), v2_http.BinaryOutputs(True)
+    )
     header = orjson.loads(body[:length])
     assert header["outputs"][0]["parameters"] == {"binary_data_size": 8}
     assert body[length:] == logits.data.tobytes()
@@ -77,17 +81,47 @@ def test_binary_outputs_per_output_flag_overrides_default() -> None:
         "m", (), outputs=(RequestedOutput("a", False), RequestedOutput("b")),
         parameters={"binary_data_output": True},
     )  # fmt: skip
-    assert v2_http.binary_outputs(req) == {"a": False}
-    assert v2_http.binary_outputs(InferRequest("m", (), parameters={"binary_data_output": True}))
+    choice = v2_http.binary_outputs(req)
+    assert (choice("a"), choice("b"), choice("other")) == (False, True, True)
+    only_default = v2_http.binary_outputs(
+        InferRequest("m", (), parameters={"binary_data_output": True})
+    )
+    assert only_default("anything")
 
 
-def test_raw_binary_request_is_batch_one() -> None:
-    data = np.arange(64, dtype=np.float32)
+def test_raw_binary_request_sizes_its_free_dim_from_the_body() -> None:
+    one = np.arange(64, dtype=np.float32)
     req = v2_http.decode_raw_request(
-        data.tobytes(), name="pixels", datatype="FP32", shape=(-1, 64), model_name="digits"
+        one.tobytes(), name="pixels", datatype="FP32", shape=(-1, 64), model_name="digits"
     )
     assert req.inputs[0].shape == (1, 64)
     assert req.parameters["binary_data_output"] is True
+    three = v2_http.decode_raw_request(
+        np.zeros((3, 64), np.float32).tobytes(), name="pixels", datatype="FP32",
+        shape=(-1, 64), model_name="digits",
+    )  # fmt: skip
+    assert three.inputs[0].shape == (3, 64)
+    with pytest.raises(BadRequest, match="not a whole number"):
+        v2_http.decode_raw_request(
+            b"\0" * 100, name="pixels", datatype="FP32", shape=(-1, 64), model_name="digits"
+        )
+
+
+def test_huge_bytes_shape_with_tiny_data_is_refused_before_allocating() -> None:
+    header = orjson.dumps(
+        {"inputs": [{"name": "s", "datatype": "BYTES", "shape": [1_000_000_000],
+                     "parameters": {"binary_data_size": 8}}]}
+    )  # fmt: skip
+    with pytest.raises(BadRequest, match="cannot hold 1000000000 BYTES elements"):
+        v2_http.decode_request(header + b"\0" * 8, len(header), model_name="m")
+
+
+def test_out_of_range_integers_are_bad_requests() -> None:
+    body = orjson.dumps(
+        {"inputs": [{"name": "x", "datatype": "UINT8", "shape": [1], "data": [300]}]}
+    )
+    with pytest.raises(BadRequest, match="not valid UINT8"):
+        v2_http.decode_request(body, None, model_name="m")
 
 
 def _doc(**inp: object) -> bytes:
