@@ -68,8 +68,9 @@ async def test_grpc_deadline_reaches_the_backend(
     await stub.ModelInfer(_request(), timeout=2.0)
     after = time.monotonic()
     ((_, deadline),) = backends[("tiny", "a")].calls
-    # The server counts the 2 s from when the call reached it: between our start and end.
-    assert before + 2.0 <= deadline + 0.01 and deadline <= after + 2.0
+    # The caller's 2 s, not the 10 s default; gRPC re-encodes the timeout on the wire and
+    # the server counts it from arrival, so allow it a little slack either way.
+    assert before + 1.9 <= deadline <= after + 2.1
 
 
 async def test_metadata_pin_picks_the_variant(
