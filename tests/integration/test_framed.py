@@ -203,7 +203,7 @@ async def test_a_deadline_raises_deadline_exceeded_and_drops_the_connection(
             t0 = time.monotonic()
             with pytest.raises(DeadlineExceeded, match="DEADLINE_EXCEEDED"):
                 await backend.infer(_request(digits["inputs"][:1]), deadline=t0 + 0.2)
-            assert time.monotonic() - t0 < 1.0
+            assert time.monotonic() - t0 < 2.0  # promptly: far below the 10-30 s alternatives
             assert len(seen) == expected  # the timed-out connection was not reused
     finally:
         await backend.aclose()
@@ -215,7 +215,7 @@ async def test_no_socket_is_unavailable_at_once(tmp_path: Path) -> None:
         t0 = time.monotonic()
         with pytest.raises(Unavailable, match="UNAVAILABLE"):
             await backend.infer(_request(np.zeros((1, 64), np.float32)), deadline=t0 + 10)
-        assert time.monotonic() - t0 < 1.0
+        assert time.monotonic() - t0 < 2.0  # promptly: far below the 10-30 s alternatives
         assert not await backend.ready()
     finally:
         await backend.aclose()
@@ -248,4 +248,4 @@ def test_a_killed_runner_gives_503_at_once(
         t0 = time.monotonic()
         reply = httpx.post(f"{gw.http_url}/v2/models/digits@onnx/infer", json=body, timeout=30)
         assert reply.status_code == 503, reply.text
-        assert time.monotonic() - t0 < 1.0
+        assert time.monotonic() - t0 < 2.0  # promptly: far below the 10-30 s alternatives
