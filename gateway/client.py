@@ -13,7 +13,7 @@ import grpc
 import httpx
 import numpy as np
 
-from gateway.protocol import v2_grpc, v2_http
+from gateway.protocol import v2_grpc, v2_http_client
 from gateway.protocol.v2_service import V2Stub
 from gateway.router.selection import PIN_HEADER
 from gateway.tensors import InferRequest, InferResponse, Tensor
@@ -54,7 +54,7 @@ def infer_http(
     binary: bool,
     variant: str | None = None,
 ) -> InferResponse:
-    body, length = v2_http.encode_request(make_request(model, inputs), binary=binary)
+    body, length = v2_http_client.encode_request(make_request(model, inputs), binary=binary)
     headers = {"Content-Type": "application/octet-stream" if binary else "application/json"}
     if length is not None:
         headers["Inference-Header-Content-Length"] = str(length)
@@ -64,7 +64,7 @@ def infer_http(
     if reply.status_code != 200:
         raise ClientError(str(reply.status_code), reply.json().get("error", reply.text))
     header = reply.headers.get("inference-header-content-length")
-    return v2_http.decode_response(reply.content, int(header) if header else None)
+    return v2_http_client.decode_response(reply.content, int(header) if header else None)
 
 
 def infer_grpc(

@@ -17,7 +17,7 @@ import numpy as np
 
 from gateway.backends import tfserving
 from gateway.protocol import torchserve_framing as framing
-from gateway.protocol import v2_grpc, v2_http
+from gateway.protocol import v2_grpc, v2_http_client
 from gateway.protocol.pb import tfserving_pb2, torchserve_pb2, v2_pb2
 from gateway.protocol.tfserving_service import path as tfserving_path
 from gateway.tensors import DATATYPES, InferRequest, Tensor, decode_raw, encode_raw
@@ -47,7 +47,7 @@ def _request(model: str, input_name: str, batch: np.ndarray) -> InferRequest:
 
 
 def http_body(model: str, input_name: str, batch: np.ndarray, *, binary: bool) -> HttpBody:
-    body, length = v2_http.encode_request(_request(model, input_name, batch), binary=binary)
+    body, length = v2_http_client.encode_request(_request(model, input_name, batch), binary=binary)
     headers = {"Content-Type": "application/octet-stream" if binary else "application/json"}
     if length is not None:
         headers["Inference-Header-Content-Length"] = str(length)
@@ -59,7 +59,7 @@ def http_path(model: str) -> str:
 
 
 def decode_http(body: bytes, header_length: str | None) -> Outputs:
-    reply = v2_http.decode_response(body, int(header_length) if header_length else None)
+    reply = v2_http_client.decode_response(body, int(header_length) if header_length else None)
     return {t.name: t.data for t in reply.outputs}
 
 

@@ -49,7 +49,8 @@ def _shape(value: Any, name: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _json_data(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.ndarray:
+def json_data(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.ndarray:
+    """A JSON `data` list as a numpy array of `shape`; BadRequest when it does not fit."""
     if not isinstance(data, list):
         raise BadRequest(f"input '{name}': data must be a list")
     dt = DATATYPES[datatype]
@@ -134,7 +135,7 @@ def decode_request(
         else:
             if "data" not in item:
                 raise BadRequest(f"input '{name}': needs 'data' or a binary_data_size parameter")
-            data = _json_data(name, datatype, shape, item["data"])
+            data = json_data(name, datatype, shape, item["data"])
         inputs.append(Tensor(name, datatype, data, params))
     if offset != len(blob):
         raise BadRequest(f"body has {len(blob) - offset} bytes of binary data that no input claims")
@@ -242,7 +243,7 @@ def encode_response(response: InferResponse, binary: BinaryOutputs) -> tuple[byt
             params["binary_data_size"] = len(raw)
             blobs.append(raw)
         else:
-            entry["data"] = _json_values(t)
+            entry["data"] = json_values(t)
         if params:
             entry["parameters"] = params
         outputs.append(entry)
@@ -260,7 +261,8 @@ def encode_response(response: InferResponse, binary: BinaryOutputs) -> tuple[byt
     return b"".join([header, *blobs]), len(header)
 
 
-def _json_values(t: Tensor) -> Any:
+def json_values(t: Tensor) -> Any:
+    """A tensor's elements as JSON carries them (floats for FP16/BF16, text for BYTES)."""
     flat = t.data.reshape(-1)
     if t.datatype == "BYTES":
         return [v.decode("utf-8", errors="replace") for v in flat.tolist()]
@@ -272,68 +274,3 @@ def _json_values(t: Tensor) -> Any:
 def dumps(doc: Any) -> bytes:
     """orjson with numpy support: the one JSON encoder of the HTTP front end."""
     return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-def encode_request(request: InferRequest, *, binary: bool) -> tuple[bytes, int | None]:
-    """A client's body: inputs as JSON data, or as binary blobs after a JSON header.
-
-    Outputs come back binary when `binary` is set. Returns (body, header length or None).
-    """
-    inputs: list[dict[str, Any]] = []
-    blobs: list[bytes] = []
-    for t in request.inputs:
-        entry: dict[str, Any] = {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
-        if binary:
-            raw = encode_raw(t.datatype, t.data)
-            entry["parameters"] = {"binary_data_size": len(raw)}
-            blobs.append(raw)
-        else:
-            entry["data"] = _json_values(t)
-        inputs.append(entry)
-    doc: dict[str, Any] = {"inputs": inputs}
-    if request.id:
-        doc["id"] = request.id
-    params = dict(request.parameters)
-    if binary:
-        params["binary_data_output"] = True
-    if params:
-        doc["parameters"] = params
-    if request.outputs:
-        doc["outputs"] = [
-            {
-                "name": o.name,
-                **({"parameters": {"binary_data": o.binary}} if o.binary is not None else {}),
-            }
-            for o in request.outputs
-        ]
-    header = dumps(doc)
-    if not blobs:
-        return header, None
-    return b"".join([header, *blobs]), len(header)
-
-
-def decode_response(body: bytes, header_length: int | None) -> InferResponse:
-    """A client's view of an infer answer (JSON, or JSON header plus binary outputs)."""
-    if header_length is None:
-        header_length = len(body)
-    doc = orjson.loads(body[:header_length])
-    blob = memoryview(body)[header_length:]
-    offset = 0
-    outputs = []
-    for item in doc["outputs"]:
-        shape = tuple(item["shape"])
-        params = dict(item.get("parameters") or {})
-        size = params.pop("binary_data_size", None)
-        if size is not None:
-            data = decode_raw(item["datatype"], shape, blob[offset : offset + size])
-            offset += size
-        else:
-            data = _json_data(item["name"], item["datatype"], shape, item["data"])
-        outputs.append(Tensor(item["name"], item["datatype"], data, params))
-    return InferResponse(
-        model_name=doc.get("model_name", ""),
-        model_version=doc.get("model_version", ""),
-        id=doc.get("id", ""),
-        outputs=tuple(outputs),
-        parameters=doc.get("parameters") or {},
-    )

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.errors import BadRequest
-from gateway.protocol import v2_http
+from gateway.protocol import v2_http, v2_http_client
 from gateway.tensors import InferRequest, InferResponse, RequestedOutput, Tensor
 from tests.strategies import JSON_EXACT, assert_same, tensors
 
@@ -21,7 +21,7 @@ def _unique(ts: list[Tensor]) -> tuple[Tensor, ...]:
 @given(st.lists(tensors(), min_size=1, max_size=3), st.booleans())
 def test_request_round_trip_binary(ts: list[Tensor], _: bool) -> None:
     req = InferRequest(model_name="m", inputs=_unique(ts), id="r1")
-    body, length = v2_http.encode_request(req, binary=True)
+    body, length = v2_http_client.encode_request(req, binary=True)
     back = v2_http.decode_request(body, length, model_name="m")
     assert back.id == "r1"
     for a, b in zip(req.inputs, back.inputs, strict=True):
@@ -32,7 +32,7 @@ def test_request_round_trip_binary(ts: list[Tensor], _: bool) -> None:
 @given(st.lists(tensors(JSON_EXACT), min_size=1, max_size=3))
 def test_request_round_trip_json(ts: list[Tensor]) -> None:
     req = InferRequest(model_name="m", inputs=_unique(ts))
-    body, length = v2_http.encode_request(req, binary=False)
+    body, length = v2_http_client.encode_request(req, binary=False)
     assert length is None
     back = v2_http.decode_request(body, None, model_name="m")
     for a, b in zip(req.inputs, back.inputs, strict=True):
@@ -51,7 +51,7 @@ def test_response_binary_outputs_round_trip(ts: list[Tensor], data: st.DataObjec
     flags = {t.name: data.draw(st.booleans()) for t in outs}
     resp = InferResponse(model_name="m", model_version="1", outputs=outs)
     body, length = v2_http.encode_response(resp, v2_http.BinaryOutputs(flags=flags))
-    back = v2_http.decode_response(body, length)
+    back = v2_http_client.decode_response(body, length)
     assert back.model_version == "1"
     for a, b in zip(outs, back.outputs, strict=True):
         if flags[a.name] or a.datatype in JSON_EXACT[:-1]:
@@ -176,7 +176,7 @@ def test_binary_size_must_match_the_shape() -> None:
 
 
 def test_unclaimed_binary_bytes_are_rejected() -> None:
-    body, length = v2_http.encode_request(
+    body, length = v2_http_client.encode_request(
         InferRequest("m", (Tensor("x", "FP32", np.zeros(2, np.float32)),)), binary=True
     )
     with pytest.raises(BadRequest, match="no input claims"):
