@@ -32,17 +32,9 @@ Launcher = Callable[[Repository, Path, str], Runner]
 def served_models(repository: Repository) -> dict[str, tuple[Path, list[int]]]:
     """model -> (base path, built versions) for every model with a local tfserving variant."""
     out: dict[str, tuple[Path, list[int]]] = {}
-    for model in repository.values():
-        for variant in model.variants.values():
-            if variant.runner != RUNNER_KIND or variant.endpoint:
-                continue
-            built = [
-                int(v)
-                for v in model.versions
-                if (repository.version_folder(model.name, v) / variant.artifact).exists()
-            ]
-            if built:
-                out[model.name] = (repository.folder(model.name).resolve(), built)
+    for a in repository.built_artifacts(RUNNER_KIND):
+        _, versions = out.setdefault(a.model.name, (repository.folder(a.model.name).resolve(), []))
+        versions.append(int(a.version))
     return out
 
 
