@@ -24,6 +24,7 @@ from typing import Any
 import psutil
 
 from gateway.config import Repository
+from gateway.supervisor.process import log_tail
 
 
 @dataclass(frozen=True)
@@ -157,8 +158,9 @@ class LocalSystem:
             )
         while not self.ready_file.exists():
             if self.proc.poll() is not None:
+                code = self.proc.returncode
                 raise SystemStartFailed(
-                    f"servegate up exited with code {self.proc.returncode}\n{self._tail()}"
+                    f"servegate up exited with code {code}\n{log_tail(self.log_path, 30)}"
                 )
             if time.monotonic() - t0 > self.timeout_s:
                 self.stop()
@@ -187,12 +189,6 @@ class LocalSystem:
                 if runner.pid:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(runner.pid, signal.SIGKILL)
-
-    def _tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
 
     def __enter__(self) -> System:
         return self.start()
