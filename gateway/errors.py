@@ -2,6 +2,8 @@
 
     GatewayError                 500  INTERNAL
     ├── BadRequest               400  INVALID_ARGUMENT
+    ├── Unauthorized             401  UNAUTHENTICATED     (no key, or an unknown one)
+    ├── Forbidden                403  PERMISSION_DENIED   (a key without the scope)
     ├── ModelNotFound            404  NOT_FOUND
     ├── PayloadTooLarge          413  RESOURCE_EXHAUSTED
     ├── Overloaded               429  RESOURCE_EXHAUSTED  (retry_after)
@@ -32,6 +34,20 @@ class GatewayError(Exception):
 class BadRequest(GatewayError):
     http_status = 400
     grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class Unauthorized(GatewayError):
+    """No API key, or one the gateway does not know (gateway/auth.py)."""
+
+    http_status = 401
+    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class Forbidden(GatewayError):
+    """A known API key whose scope does not cover the route (gateway/auth.py)."""
+
+    http_status = 403
+    grpc_code = grpc.StatusCode.PERMISSION_DENIED
 
 
 class ModelNotFound(GatewayError):
