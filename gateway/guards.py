@@ -9,7 +9,7 @@ PERMISSION_DENIED. Both check the route's scope first, so an open route costs on
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 import grpc
@@ -23,7 +23,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Message, Receive, Send], Awaitable[None]]
 
-REFUSALS: dict[Verdict, GatewayError] = {
+REFUSALS: Mapping[Verdict, GatewayError] = {
     Verdict.MISSING: Unauthorized("missing API key: send 'Authorization: Bearer <key>'"),
     Verdict.UNKNOWN: Unauthorized("unknown API key"),
     Verdict.FORBIDDEN: Forbidden("this API key's scope does not allow this call: it needs admin"),
@@ -31,7 +31,7 @@ REFUSALS: dict[Verdict, GatewayError] = {
 """What each refusal answers. FORBIDDEN always means 'needs admin': infer is the only
 scope below admin, and a missing key is MISSING whatever the route requires."""
 
-_CHALLENGE: dict[Verdict, bytes] = {
+_CHALLENGE: Mapping[Verdict, bytes] = {
     Verdict.MISSING: b'Bearer realm="servegate"',
     Verdict.UNKNOWN: b'Bearer realm="servegate", error="invalid_token"',
     Verdict.FORBIDDEN: b'Bearer realm="servegate", error="insufficient_scope", scope="admin"',
