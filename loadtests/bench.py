@@ -3,6 +3,8 @@
     python -m loadtests.bench [--quick] [--url URL ...] [--out DIR]   # run, write a report
     python -m loadtests.bench compare A B                              # what changed
     python -m loadtests.bench render DIR                               # re-render from JSON
+    python -m loadtests.bench openloop [...]        # open-loop overload (loadtests/openloop.py)
+    python -m loadtests.bench recovery [...]        # SIGKILL recovery (loadtests/recovery.py)
 
 Without `--url` it starts the whole system itself (`servegate up` on free ports, only
 the runners the chosen variants need) and stops it afterwards. Each cell is a headless
@@ -25,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from gateway.config import DEFAULT_REPOSITORY, Repository, load_repository
-from loadtests import coldstart, compare, machine, matrix, page, report
+from loadtests import coldstart, compare, machine, matrix, openloop, page, recovery, report
 from loadtests.cellrun import CellSettings, run_cell
 from loadtests.resources import Nvml
 from loadtests.results import SCHEMA
@@ -50,7 +52,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Load-test every variant x protocol x concurrency x batch size, through the "
         "gateway and\nstraight to each runner, and write an HTML + Markdown + JSON report.",
         epilog="other commands:\n  servegate bench compare A B   what changed between two "
-        "reports\n  servegate bench render DIR    re-render a report from its results.json",
+        "reports\n  servegate bench render DIR    re-render a report from its results.json"
+        "\n  servegate bench openloop ...  open-loop load at 1x/2x/4x capacity (--help)"
+        "\n  servegate bench recovery ...  SIGKILL each runner under load (--help)",
     )
     p.add_argument("--quick", action="store_true", help="A few seconds a cell, digits only.")
     p.add_argument("--models", type=_names, help="Comma-separated models (default: preset's).")
@@ -287,6 +291,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["compare"]:
         return compare.main(argv[1:])
+    if argv[:1] == ["openloop"]:
+        return openloop.main(argv[1:])
+    if argv[:1] == ["recovery"]:
+        return recovery.main(argv[1:])
     if argv[:1] == ["render"]:
         for folder in argv[1:]:
             write_report(Path(folder), report.load(Path(folder)))

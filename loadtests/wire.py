@@ -20,7 +20,14 @@ from gateway.protocol import torchserve_framing as framing
 from gateway.protocol import v2_grpc, v2_http_client
 from gateway.protocol.pb import tfserving_pb2, torchserve_pb2, v2_pb2
 from gateway.protocol.tfserving_service import path as tfserving_path
-from gateway.tensors import DATATYPES, InferRequest, Tensor, decode_raw, encode_raw
+from gateway.tensors import (
+    DATATYPES,
+    InferRequest,
+    ParamValue,
+    Tensor,
+    decode_raw,
+    encode_raw,
+)
 
 HTTP_PROTOCOLS = ("http-json", "http-binary")
 PROTOCOLS = (*HTTP_PROTOCOLS, "grpc")
@@ -42,12 +49,30 @@ class HttpBody:
     headers: Mapping[str, str]
 
 
-def _request(model: str, input_name: str, batch: np.ndarray) -> InferRequest:
-    return InferRequest(model_name=model, inputs=(Tensor.from_numpy(input_name, batch),))
+def _request(
+    model: str,
+    input_name: str,
+    batch: np.ndarray,
+    parameters: Mapping[str, ParamValue] | None = None,
+) -> InferRequest:
+    return InferRequest(
+        model_name=model,
+        inputs=(Tensor.from_numpy(input_name, batch),),
+        parameters=dict(parameters or {}),
+    )
 
 
-def http_body(model: str, input_name: str, batch: np.ndarray, *, binary: bool) -> HttpBody:
-    body, length = v2_http_client.encode_request(_request(model, input_name, batch), binary=binary)
+def http_body(
+    model: str,
+    input_name: str,
+    batch: np.ndarray,
+    *,
+    binary: bool,
+    parameters: Mapping[str, ParamValue] | None = None,
+) -> HttpBody:
+    """`parameters`: request-level v2 parameters, e.g. {"timeout": microseconds}."""
+    request = _request(model, input_name, batch, parameters)
+    body, length = v2_http_client.encode_request(request, binary=binary)
     headers = {"Content-Type": "application/octet-stream" if binary else "application/json"}
     if length is not None:
         headers["Inference-Header-Content-Length"] = str(length)
