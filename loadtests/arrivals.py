@@ -124,7 +124,8 @@ def summarize(run: Run) -> dict[str, Any]:
     `sent_per_s` is the rate the sends really kept (below the offered rate when the
     generator fell behind), `admitted_per_s` the OK answers per second of the window.
     Latency percentiles are of `ok` requests only (admitted and answered); `start_lag`
-    is how late the generator started requests against its schedule (its own limit)."""
+    is how late the generator started requests against its schedule (its own limit);
+    `latency_by_code_ms` says how fast each code came (a 429 should come at once)."""
     outs = run.outcomes
     sent = len(outs)
     kinds = Counter(o.kind for o in outs)
@@ -150,6 +151,11 @@ def summarize(run: Run) -> dict[str, Any]:
         "codes": dict(sorted(by_code.items())),
         "other_shares": {c: _share(n, sent) for c, n in other.items()},
         "latency_ms": percentiles_ms([o.latency_s for o in ok]),
+        # how fast each code came: a refusal should come at once, a deadline at the deadline
+        "latency_by_code_ms": {
+            code: percentiles_ms([o.latency_s for o in outs if o.code == code])
+            for code in sorted(by_code)
+        },
         "latency_from_schedule_ms": percentiles_ms([o.done_s - o.scheduled_s for o in ok]),
         "start_lag_ms": percentiles_ms([max(0.0, o.sent_s - o.scheduled_s) for o in outs]),
     }

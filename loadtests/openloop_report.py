@@ -112,17 +112,21 @@ def _others(step: dict[str, Any]) -> str:
 
 
 def table(doc: dict[str, Any]) -> Table:
-    """One row per rate: offered, admitted, latency of admitted, refusals, the rest."""
+    """One row per rate: offered, admitted, latency of admitted, refusals, the rest; the
+    generator's start lag and CPU, and what else the machine ran meanwhile (others CPU %,
+    in % of one core: on a shared machine, the noise in that row's figures)."""
     capacity = doc["capacity"]["rate"]
     t = Table(
-        "rate", "offered/s", "sent/s", "admitted/s", "p50 ms", "p99 ms", "429 share",
-        "other codes", "unanswered", "not sent", "start lag p99 ms", "gateway RSS max MB",
-        "loadgen cpu %",
+        "rate", "offered/s", "sent/s", "admitted/s", "p50 ms", "p99 ms", "429",
+        "other codes", "unanswered", "not sent", "lag p99 ms", "gateway RSS MB",
+        "gen CPU %", "others CPU %",
         title=f"{doc['target']} open loop, capacity {capacity:.0f}/s "
         f"({doc['settings'].get('protocol', '?')})",
     )  # fmt: skip
+    t.columns[7].min_width = 26  # the other codes, e.g. "UNAVAILABLE 2.0%, 504 0.1%"
     for s in doc["steps"]:
         gen = s.get("resources", {}).get("loadgen", {})
+        others = s.get("resources", {}).get("_machine", {}).get("other_cpu_pct")
         bad = s["unanswered"] > 0 or s["not_sent"] > 0
         style = "red" if bad else "yellow" if behind(s) else None
         t.add_row(
@@ -131,6 +135,7 @@ def table(doc: dict[str, Any]) -> Table:
             _ms(s["latency_ms"]["p99"]), _pct(s["refused_share"]), _others(s),
             str(s["unanswered"]), str(s["not_sent"]), _ms(s["start_lag_ms"]["p99"]),
             _mb(gateway_rss_max(s)), f"{gen['cpu_pct']:.0f}" if gen else "-",
+            "-" if others is None else f"{others:.0f}",
             style=style,
         )  # fmt: skip
     return t

@@ -97,6 +97,8 @@ def test_summary_counts_add_up_and_latency_is_of_ok_requests_only() -> None:
     assert s["latency_ms"]["p50"] == pytest.approx(float(np.percentile(ok_ms, 50)))
     assert s["latency_ms"]["p99"] == pytest.approx(float(np.percentile(ok_ms, 99)))
     assert s["latency_ms"]["max"] == pytest.approx(90.0)
+    assert set(s["latency_by_code_ms"]) == set(s["codes"])
+    assert s["latency_by_code_ms"]["RESOURCE_EXHAUSTED"]["p99"] == pytest.approx(0.1)
     json.dumps(s)  # JSON-ready as it is
 
 
