@@ -6,7 +6,8 @@ never waits for an answer before starting the next — and records every request
 due while that many are open is counted as *not sent* (a sign the generator, not the
 server, was the limit; it should stay 0). Each request gets the deadline `deadline_s`
 (the sender passes it on: gRPC's deadline, HTTP's timeout) and is abandoned, and
-recorded as UNANSWERED, if nothing ends it by `deadline_s + grace_s`.
+recorded as UNANSWERED, if nothing ends it by `deadline_s + grace_s` (measured while
+the generator's own loop runs on time: see _Guard).
 
 `closed_loop` is the classic loop of `concurrency` workers, each sending its next
 request when the last one ends: used to measure capacity (the most the server serves).
@@ -32,6 +33,43 @@ Clock = Callable[[], float]
 DEFAULT_MAX_INFLIGHT = 20_000
 
 
+STALL_S = 0.05  # a guard that runs later than this found the event loop itself stalled
+
+
+class _Guard:
+    """Cancels the current request at `after_s`, unless the event loop was stalled then.
+
+    When the generator is starved of CPU its loop runs late, and a request whose answer
+    (or gRPC's own deadline) already came would be cancelled before the loop reads it:
+    blaming the server for the generator. So a guard that runs more than STALL_S late
+    looks again a little later, once the answers waiting behind it were read; once the
+    load stops the loop is on time again, so every guard ends its request in the end."""
+
+    def __init__(self, after_s: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.task = asyncio.current_task()
+        self.expired = False
+        self._arm(self.loop.time() + after_s)
+
+    def _arm(self, when: float) -> None:
+        self._due = when
+        self._handle = self.loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        now = self.loop.time()
+        if now - self._due > STALL_S:
+            self._arm(now + STALL_S)
+            return
+        self.expired = True
+        if self.task is not None:
+            self.task.cancel()
+
+    def close(self) -> None:
+        self._handle.cancel()
+        if self.expired and self.task is not None:
+            self.task.uncancel()
+
+
 async def _one(
     send: Send,
     index: int,
@@ -42,17 +80,20 @@ async def _one(
     clock: Clock,
 ) -> Outcome:
     sent = clock() - t0
-    limit = asyncio.timeout(deadline_s + grace_s)
+    guard = _Guard(deadline_s + grace_s)
     try:
-        async with limit:
-            code = await send(index, deadline_s)
-    except TimeoutError:
+        code = await send(index, deadline_s)
+    except asyncio.CancelledError:
+        if not guard.expired:
+            raise
         code = UNANSWERED
     except OSError as exc:  # a transport error the sender did not map
         code = f"{TRANSPORT_PREFIX}{type(exc).__name__}"
     except Exception as exc:  # a client bug: still one outcome, so that the counts add up
         code = f"{CLIENT_ERROR_PREFIX}{type(exc).__name__}"
-    if limit.expired():  # also when the sender turned the cancellation into a code of its own
+    finally:
+        guard.close()
+    if guard.expired:  # also when the sender turned the cancellation into a code of its own
         code = UNANSWERED  # (grpc.aio answers a cancelled call with CANCELLED)
     return Outcome(index, scheduled_s, sent, clock() - t0, code)
 

@@ -158,6 +158,20 @@ async def test_a_sender_that_turns_cancellation_into_a_code_is_still_unanswered(
     assert [o.code for o in run.outcomes] == ["UNANSWERED", "UNANSWERED"]
 
 
+async def test_an_answer_that_waited_behind_a_stalled_loop_is_not_unanswered() -> None:
+    """A generator starved of CPU reads answers late; they still count as answers."""
+    loop = asyncio.get_running_loop()
+
+    async def answered_in_time(i: int, timeout: float) -> str:
+        answer: asyncio.Future[str] = loop.create_future()
+        loop.call_later(0.01, answer.set_result, "OK")  # well before deadline + grace
+        loop.call_later(0.002, time.sleep, 0.2)  # then the loop stalls past both
+        return await answer
+
+    run = await loadgen.open_loop(answered_in_time, np.zeros(1), deadline_s=0.02, grace_s=0.01)
+    assert [o.code for o in run.outcomes] == ["OK"]
+
+
 async def test_sender_exceptions_are_outcomes_so_the_counts_still_add_up() -> None:
     async def fails(i: int, timeout: float) -> str:
         if i == 0:
