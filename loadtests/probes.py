@@ -5,7 +5,7 @@ serves the gateway in its own process, but its ready file names only the runners
 pids, so a system the benchmark did not start is found as the process listening on
 the HTTP port. The runner restart count from the gateway's Prometheus `/metrics`.
 Which process to SIGKILL for a runner kind: the runner itself, or for TorchServe its
-Java frontend (a descendant of the launcher that the ready file names).
+Java frontend (a descendant of the process that the ready file names).
 """
 
 from __future__ import annotations
@@ -52,18 +52,23 @@ def fetch_metrics(http_url: str, timeout_s: float = 5.0) -> str | None:
 def kill_target(kind: str, pid: int, torchserve: str = "frontend") -> psutil.Process:
     """The process to SIGKILL to crash runner `kind` whose recorded pid is `pid`.
 
-    For TorchServe the recorded pid is the Python launcher (`ts.model_server
-    --foreground`); what serves is its Java frontend, found among its descendants,
-    unless `torchserve="launcher"` asks for the launcher itself."""
+    For TorchServe the recorded pid is its launcher (`ts.model_server --foreground`), or
+    a guard process above it; what serves is the Java frontend, found among its
+    descendants. `torchserve="launcher"` picks the `ts.model_server` process instead (the
+    recorded one when none is found)."""
     root = psutil.Process(pid)
-    if kind != "torchserve" or torchserve == "launcher":
+    if kind != "torchserve":
         return root
     if torchserve not in TORCHSERVE_TARGETS:
         raise ValueError(f"torchserve target must be one of {TORCHSERVE_TARGETS}")
-    for child in root.children(recursive=True):
+    for proc in (root, *root.children(recursive=True)):
         try:
-            if child.name() == "java":
-                return child
+            if torchserve == "frontend" and proc.name() == "java":
+                return proc
+            if torchserve == "launcher" and "ts.model_server" in proc.cmdline():
+                return proc
         except psutil.Error:
             continue
-    raise LookupError(f"no Java frontend among the descendants of TorchServe's launcher {pid}")
+    if torchserve == "launcher":
+        return root
+    raise LookupError(f"no Java frontend among the descendants of TorchServe's process {pid}")

@@ -16,6 +16,7 @@ import random
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -306,26 +307,27 @@ def test_the_listener_of_a_port_is_found() -> None:
 def test_torchserve_is_killed_at_its_java_frontend_unless_asked_for_the_launcher(
     tmp_path: Path,
 ) -> None:
-    java = tmp_path / "java"  # a process whose name is "java", as TorchServe's frontend
+    """A guard (the recorded pid) above a launcher (`ts.model_server`) and a frontend
+    (a process named java), as `servegate up` starts TorchServe."""
+    java = tmp_path / "java"
     shutil.copy(shutil.which("sleep") or "/bin/sleep", java)
-    launcher = subprocess.Popen(["/bin/sh", "-c", f"{java} 30; true"])
+    launcher = f"{sys.executable} -c 'import time; time.sleep(30)' ts.model_server"
+    guard = subprocess.Popen(["/bin/sh", "-c", f"{java} 30 & {launcher} & wait"])
     try:
-        found = None
-        for _ in range(500):  # until the shell has started its child (a few ms)
-            try:
-                found = probes.kill_target("torchserve", launcher.pid)
+        for _ in range(500):  # until the shell has started both children (a few ms)
+            if len(probes.psutil.Process(guard.pid).children()) == 2:
                 break
-            except LookupError:
-                time.sleep(0.01)
-        assert found is not None
-        assert found.name() == "java" and found.ppid() == launcher.pid
-        assert probes.kill_target("torchserve", launcher.pid, "launcher").pid == launcher.pid
-        assert probes.kill_target("onnx", launcher.pid).pid == launcher.pid
+            time.sleep(0.01)
+        frontend = probes.kill_target("torchserve", guard.pid)
+        assert frontend.name() == "java" and frontend.ppid() == guard.pid
+        ts = probes.kill_target("torchserve", guard.pid, "launcher")
+        assert "ts.model_server" in ts.cmdline() and ts.ppid() == guard.pid
+        assert probes.kill_target("onnx", guard.pid).pid == guard.pid
     finally:
-        for child in probes.psutil.Process(launcher.pid).children():
+        for child in probes.psutil.Process(guard.pid).children():
             child.kill()
-        launcher.kill()
-        launcher.wait()
+        guard.kill()
+        guard.wait()
 
 
 def test_http_bodies_carry_request_parameters() -> None:
