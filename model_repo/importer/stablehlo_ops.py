@@ -1,0 +1,288 @@
+"""StableHLO -> ONNX, element-wise and shape ops (the walker is stablehlo_onnx.py).
+
+Ops whose inputs are all known constants are folded with numpy, so shape arithmetic
+on static dims and the platform `case` resolve at translation time; the rest become
+ONNX nodes. Shape tensors are i32 in StableHLO and i64 in ONNX: cast where they meet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from jaxlib.mlir import ir
+from jaxlib.mlir.dialects import stablehlo
+from onnx import helper
+
+from model_repo.importer.stablehlo_onnx import Translator, Unsupported, Val, dense, ints
+
+Handler = Callable[[Translator, Any, list[Val]], list[Val]]
+
+_BINARY: dict[str, tuple[str, Callable[..., Any] | None]] = {
+    "stablehlo.add": ("Add", np.add),
+    "stablehlo.subtract": ("Sub", np.subtract),
+    "stablehlo.multiply": ("Mul", np.multiply),
+    "stablehlo.divide": ("Div", None),
+    "stablehlo.maximum": ("Max", np.maximum),
+    "stablehlo.minimum": ("Min", np.minimum),
+    "stablehlo.power": ("Pow", None),
+    "stablehlo.and": ("And", np.logical_and),
+    "stablehlo.or": ("Or", np.logical_or),
+    "stablehlo.xor": ("Xor", np.logical_xor),
+}
+_UNARY = {
+    "stablehlo.abs": "Abs", "stablehlo.negate": "Neg", "stablehlo.exponential": "Exp",
+    "stablehlo.log": "Log", "stablehlo.sqrt": "Sqrt", "stablehlo.tanh": "Tanh",
+    "stablehlo.logistic": "Sigmoid", "stablehlo.floor": "Floor", "stablehlo.ceil": "Ceil",
+    "stablehlo.sine": "Sin", "stablehlo.cosine": "Cos", "stablehlo.tan": "Tan",
+    "stablehlo.sign": "Sign", "stablehlo.round_nearest_even": "Round", "chlo.erf": "Erf",
+}  # fmt: skip
+_COMPARE = {
+    "EQ": ("Equal", np.equal), "GT": ("Greater", np.greater),
+    "GE": ("GreaterOrEqual", np.greater_equal), "LT": ("Less", np.less),
+    "LE": ("LessOrEqual", np.less_equal), "NE": ("Equal", np.not_equal),
+}  # fmt: skip
+# composites whose name is one ONNX op; any other composite runs its decomposition
+_COMPOSITES = {"chlo.erf": "Erf", "chlo.tan": "Tan"}
+
+
+def known(value: np.ndarray, op: Any, i: int = 0) -> Val:
+    return Val(op.results[i].type, known=np.asarray(value, dtype=Val(op.results[i].type).dtype))
+
+
+def as_i64(tr: Translator, v: Val) -> str:
+    if v.known is not None:
+        return tr.g.const(v.known.astype(np.int64))
+    return tr.g.node("Cast", [tr.name(v)], to=helper.np_dtype_to_tensor_dtype(np.dtype(np.int64)))
+
+
+def _constant(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
+    return [Val(op.results[0].type, known=dense(op.attributes["value"]))]
+
+
+def _binary(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
+    onnx_op, fold = _BINARY[op.name]
+    a, b = ins
+    if fold is not None and a.known is not None and b.known is not None:
+        return [known(fold(a.known, b.known), op)]
+    if onnx_op in ("And", "Or", "Xor") and a.dtype != np.bool_:
+        onnx_op = "Bitwise" + onnx_op
+    if op.name == "stablehlo.remainder":
+        return [tr.out(op, tr.g.node("Mod", [tr.name(a), tr.name(b)], fmod=1))]
+    return [tr.out(op, tr.g.node(onnx_op, [tr.name(a), tr.name(b)]))]
+
+
+def _unary(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
+    (x,) = ins
+    if op.name == "stablehlo.negate" and x.known is not None:
+        return [known(-x.known, op)]
+    return [tr.out(op, tr.g.node(_UNARY[op.name], [tr.name(x)]))]
+
+
+def _rsqrt(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
+    return [tr.out(op, tr.g.node("Reciprocal", [tr.g.node("Sqrt", [tr.name(ins[0])])]))]
+
+
+def _not(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
+    onnx_op = "Not" if ins[0].dtype == np.bool_ else "BitwiseNot"
+    return [tr.out(op, tr.g.node(onnx_op, [tr.name(ins[0])]))]
+
+
+def _expm1_log1p(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
+    x = tr.name(ins[0])
+    one = tr.g.const(np.ones((), ins[0].dtype))
+    if op.name == "stablehlo.exponential_minus_one":
+        return [tr.out(op, tr.g.node("Sub", [tr.g.node("Exp", [x]), one]))]
+    return [tr.out(op, tr.g.node("Log", [tr.g.node("Add", [x, one])]))]
+
+
+def _compare(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
+    direction = stablehlo.ComparisonDirectionAttr(op.attributes["comparison_direction"]).value
+    onnx_op, fold = _COMPARE[direction]
+    a, b = ins
+    if a.known is not None and b.known is not None:
+        return [known(fold(a.known, b.known), op)]
+    out = tr.g.node(onnx_op, [tr.name(a), tr.name(b)])
+    return [tr.out(op, tr.g.node("Not", [out]) if direction == "NE" else out)]
+
+
+def _select(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
+    p, t, f = ins
+    if p.known is not None and t.known is not None and f.known is not None:
+        return [known(np.where(p.known, t.known, f.known), op)]
+    return [tr.out(op, tr.g.node("Where", [tr.name(p), tr.name(t), tr.name(f)]))]
+
+
+def _clamp(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
+    lo, x, hi = (tr.name(v) for v in ins)
+    return [tr.out(op, tr.g.node("Max", [tr.g.node("Min", [x, hi]), lo]))]
+
+
+def _convert(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
+    (x,) = ins
+    target = Val(op.results[0].type).dtype
+    if x.known is not None:
+        return [known(x.known.astype(target), op)]
+    if x.dtype == target:
+        return [tr.out(op, tr.name(x))]
+    to = helper.np_dtype_to_tensor_dtype(target)
+    return [tr.out(op, tr.g.node("Cast", [tr.name(x)], to=to))]
+
+
+def _reshape(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
+    x = ins[0]
+    out = Val(op.results[0].type)
+    if op.name == "stablehlo.dynamic_reshape":
+        shape = as_i64(tr, ins[1])
+    elif None in out.shape:
+        raise Unsupported("stablehlo.reshape to a dynamic shape")
+    else:
+        if x.known is not None:
+            return [known(x.known.reshape(out.shape), op)]  # type: ignore[arg-type]
+        shape = tr.g.const(np.array(out.shape, dtype=np.int64))
+    return [tr.out(op, tr.g.node("Reshape", [tr.name(x), shape]))]
+
+
+def _broadcast(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
+    x = ins[0]
+    dims = ints(op.attributes["broadcast_dimensions"])
+    out = Val(op.results[0].type)
+    rank = len(out.shape)
+    static = op.name == "stablehlo.broadcast_in_dim"
+    order = sorted(range(len(dims)), key=lambda i: dims[i])
+    missing = [j for j in range(rank) if j not in dims]
+    # Folded only while small: a broadcast weight would bloat the file (Expand is free).
+    if static and x.known is not None and np.prod(out.shape) <= max(x.known.size, 1024):
+        arr = np.expand_dims(np.transpose(x.known, order), tuple(missing))
+        return [known(np.broadcast_to(arr, out.shape), op)]  # type: ignore[arg-type]
+    name = tr.name(x)
+    if order != list(range(len(dims))):
+        name = tr.g.node("Transpose", [name], perm=order)
+    if missing:
+        name = tr.g.node("Unsqueeze", [name, tr.g.const(np.array(missing, dtype=np.int64))])
+    if static:
+        if list(x.shape) == out.shape and not missing:
+            return [tr.out(op, name)]
+        shape = tr.g.const(np.array(out.shape, dtype=np.int64))
+    else:
+        shape = as_i64(tr, ins[1])
+    return [tr.out(op, tr.g.node("Expand", [name, shape]))]
+
+
+def _transpose(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
+    perm = ints(op.attributes["permutation"])
+    if ins[0].known is not None:
+        return [known(np.transpose(ins[0].known, perm), op)]
+    return [tr.out(op, tr.g.node("Transpose", [tr.name(ins[0])], perm=perm))]
+
+
+def _concatenate(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
+    axis = ir.IntegerAttr(op.attributes["dimension"]).value
+    if all(v.known is not None for v in ins):
+        return [known(np.concatenate([v.known for v in ins], axis=axis), op)]  # type: ignore[misc]
+    return [tr.out(op, tr.g.node("Concat", [tr.name(v) for v in ins], axis=axis))]
+
+
+def _slice(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
+    starts = ints(op.attributes["start_indices"])
+    limits = ints(op.attributes["limit_indices"])
+    strides = ints(op.attributes.get("strides") if "strides" in op.attributes else None,
+                   [1] * len(starts))  # fmt: skip
+    if ins[0].known is not None:
+        idx = tuple(slice(a, b, c) for a, b, c in zip(starts, limits, strides, strict=True))
+        return [known(ins[0].known[idx], op)]
+    args = [np.array(v, dtype=np.int64) for v in (starts, limits, range(len(starts)), strides)]
+    return [tr.out(op, tr.g.node("Slice", [tr.name(ins[0]), *(tr.g.const(a) for a in args)]))]
+
+
+def _pad(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
+    low, high = ints(op.attributes["edge_padding_low"]), ints(op.attributes["edge_padding_high"])
+    if any(ints(op.attributes["interior_padding"])) or min(low + high, default=0) < 0:
+        raise Unsupported("stablehlo.pad with interior or negative padding")
+    pads = tr.g.const(np.array(low + high, dtype=np.int64))
+    return [tr.out(op, tr.g.node("Pad", [tr.name(ins[0]), pads, tr.name(ins[1])]))]
+
+
+def _dimension_size(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
+    dim = ir.IntegerAttr(op.attributes["dimension"]).value
+    size = ins[0].shape[dim]
+    if size is not None:
+        return [known(np.array(size), op)]
+    shape = tr.g.node("Shape", [tr.name(ins[0])], start=dim, end=dim + 1)
+    scalar = tr.g.node("Reshape", [shape, tr.g.const(np.array([], dtype=np.int64))])
+    to = helper.np_dtype_to_tensor_dtype(Val(op.results[0].type).dtype)
+    return [tr.out(op, tr.g.node("Cast", [scalar], to=to))]
+
+
+def _iota(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
+    out = Val(op.results[0].type)
+    if None in out.shape:
+        raise Unsupported("stablehlo.iota with a dynamic shape")
+    dim = ir.IntegerAttr(op.attributes["iota_dimension"]).value
+    shape = [int(d) for d in out.shape]  # type: ignore[arg-type]
+    ramp = np.arange(shape[dim]).reshape([-1 if j == dim else 1 for j in range(len(shape))])
+    return [known(np.broadcast_to(ramp, shape), op)]
+
+
+def _custom_call(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
+    target = ir.StringAttr(op.attributes["call_target_name"]).value
+    if target == "shape_assertion":  # a runtime check of the symbolic dims; no results
+        return []
+    if target == "Sharding" and len(ins) == 1:
+        return [tr.out(op, tr.name(ins[0]))]
+    raise Unsupported(f"stablehlo.custom_call @{target}")
+
+
+def _call(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
+    return tr.call(ir.FlatSymbolRefAttr(op.attributes["callee"]).value, ins)
+
+
+def _case(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
+    index = ins[0].known
+    if index is None:
+        raise Unsupported("stablehlo.case on a value known only at run time")
+    branch = int(index) if 0 <= int(index) < len(op.regions) else len(op.regions) - 1
+    return tr.region(op, branch, [])
+
+
+def _composite(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
+    name = ir.StringAttr(op.attributes["name"]).value
+    if name in _COMPOSITES and len(ins) == 1:
+        return [tr.out(op, tr.g.node(_COMPOSITES[name], [tr.name(ins[0])]))]
+    return tr.call(ir.FlatSymbolRefAttr(op.attributes["decomposition"]).value, ins)
+
+
+def _passthrough(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
+    return list(ins)
+
+
+HANDLERS: dict[str, Handler] = {
+    **{name: _binary for name in _BINARY},
+    "stablehlo.remainder": _binary,
+    **{name: _unary for name in _UNARY},
+    "stablehlo.constant": _constant,
+    "stablehlo.rsqrt": _rsqrt,
+    "stablehlo.not": _not,
+    "stablehlo.exponential_minus_one": _expm1_log1p,
+    "stablehlo.log_plus_one": _expm1_log1p,
+    "stablehlo.compare": _compare,
+    "stablehlo.select": _select,
+    "stablehlo.clamp": _clamp,
+    "stablehlo.convert": _convert,
+    "stablehlo.reshape": _reshape,
+    "stablehlo.dynamic_reshape": _reshape,
+    "stablehlo.broadcast_in_dim": _broadcast,
+    "stablehlo.dynamic_broadcast_in_dim": _broadcast,
+    "stablehlo.transpose": _transpose,
+    "stablehlo.concatenate": _concatenate,
+    "stablehlo.slice": _slice,
+    "stablehlo.pad": _pad,
+    "stablehlo.get_dimension_size": _dimension_size,
+    "stablehlo.iota": _iota,
+    "stablehlo.custom_call": _custom_call,
+    "func.call": _call,
+    "stablehlo.case": _case,
+    "stablehlo.composite": _composite,
+    "stablehlo.optimization_barrier": _passthrough,
+}
