@@ -21,7 +21,9 @@ The generator shares the machine with the gateway when both run here: its CPU us
 in the table (`gen CPU %`, of one core), so is what other processes took meanwhile
 (`others CPU %`), and a start lag p99 over 50 ms marks a rate where the generator, not
 only the gateway, fell behind. Python's gRPC client costs about as much CPU per request
-as the gateway does, so on a small machine the top rates measure both.
+as the gateway does, so on a small machine the top rates measure both; the last row
+(`--baseline`, on by default) drives the top rate at loadtests/refuser.py, a server that
+refuses everything at once, to show what the generator alone can offer here.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import gc
 import json
 import random
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,7 +44,7 @@ import uvloop
 from rich.console import Console
 
 from gateway.config import DEFAULT_REPOSITORY, load_repository
-from loadtests import arrivals, loadgen, machine, target, workload
+from loadtests import arrivals, loadgen, machine, refuser, target, workload
 from loadtests.openloop_report import goals, table
 from loadtests.resources import Groups, Sampler
 from loadtests.senders import PROTOCOLS, Sender, make_sender
@@ -85,6 +88,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--poisson", action="store_true", help="Exponential gaps, not uniform.")
     p.add_argument("--seed", type=int, default=0, help="For --poisson.")
     p.add_argument("--check-every", type=int, default=100, help="Check every Nth answer.")
+    p.add_argument(
+        "--baseline", action=argparse.BooleanOptionalAction, default=True,
+        help="Also drive the top rate at a server that refuses at once (the generator alone).",
+    )  # fmt: skip
     p.add_argument("--sample-interval", type=float, default=0.1, help="RSS/CPU sampling (s).")
     p.add_argument("--out", type=Path, help="JSON (default: reports/openloop-<time>.json).")
     p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
@@ -176,7 +183,29 @@ async def measure(args: argparse.Namespace, system: System, model_ref: str) -> d
                 steps.append(await run_step(send, rate, args, system, m))
     finally:
         await send.close()
-    return {"capacity": capacity, "steps": steps}
+    figures: dict[str, Any] = {"capacity": capacity, "steps": steps}
+    if args.baseline and args.multipliers:
+        top = max(args.multipliers)
+        with console.status(f"the generator alone: {top:g}x against a server that refuses"):
+            figures["baseline"] = await baseline(args, system, work, top * capacity["rate"], top)
+    return figures
+
+
+async def baseline(
+    args: argparse.Namespace, system: System, work: workload.Workload, rate: float, mult: float
+) -> dict[str, Any]:
+    """The top rate against loadtests.refuser: what the generator can offer here at all."""
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="servegate-refuser-"))
+    kind = "grpc" if args.protocol == "grpc" else "http"
+    with refuser.running(kind, workdir) as address:
+        send = make_sender(
+            args.protocol, http_url=address, grpc_address=address, model_ref="refused",
+            workload=work, deadline_s=args.deadline, check_every=0,
+        )  # fmt: skip
+        try:
+            return await run_step(send, rate, args, system, mult)
+        finally:
+            await send.close()
 
 
 def document(
@@ -197,7 +226,7 @@ def document(
         "settings": json.loads(json.dumps(settings, default=str)),
         "environment": machine.describe(None),
         **figures,
-        "goals": goals(figures["capacity"]["rate"], figures["steps"]),
+        "goals": goals(figures["capacity"]["rate"], figures["steps"], figures.get("baseline")),
     }
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import Repository
-from loadtests import arrivals, loadgen, workload
+from loadtests import arrivals, loadgen, refuser, workload
 from loadtests.senders import PROTOCOLS, make_sender
 from tests.live import RunningGateway
 
@@ -56,6 +56,25 @@ async def test_open_loop_over_the_onnx_runner_ends_every_request(
     assert "WRONG_ANSWER" not in s["codes"]
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_the_refuser_refuses_every_request_at_once(
+    protocol: str, repository: Repository, tmp_path: Path
+) -> None:
+    work = workload.build("digits", 1, repository=repository)
+    with refuser.running("grpc" if protocol == "grpc" else "http", tmp_path) as address:
+        send = make_sender(
+            protocol, http_url=address, grpc_address=address, model_ref="digits",
+            workload=work, deadline_s=2.0,
+        )  # fmt: skip
+        try:
+            run = await loadgen.open_loop(send, arrivals.schedule(200.0, 0.5), deadline_s=2.0)
+        finally:
+            await send.close()
+    s = arrivals.summarize(run)
+    _adds_up(s)
+    assert s["kinds"]["refused"] == s["sent"] == 100
+
+
 def test_the_openloop_command_measures_capacity_then_each_rate(
     onnx_gateway: RunningGateway, tmp_path: Path
 ) -> None:
@@ -80,6 +99,10 @@ def test_the_openloop_command_measures_capacity_then_each_rate(
     assert doc["system"]["gateway_pid"] == os.getpid()
     assert "gateway" in doc["steps"][0]["resources"]
     assert set(doc["goals"]) == {"throughput", "p99", "rss", "all_ended", "generator_kept_up"}
+    alone = doc["baseline"]  # the top rate at a server that refuses at once
+    assert alone["multiplier"] == 2.0 and alone["kinds"]["refused"] > 0
+    _adds_up(alone)
+    assert alone["unanswered"] == 0
     assert "admitted/s" in done.stdout
 
 

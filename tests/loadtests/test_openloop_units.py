@@ -245,16 +245,28 @@ def test_goals_judge_the_top_rate_against_capacity_and_the_lowest_rate() -> None
     assert "4x" in g["generator_kept_up"]["text"]
 
 
+def test_a_generator_that_cannot_keep_up_alone_fails_its_goal() -> None:
+    steps = [step(1, 100, 4.0, 100.0), step(4, 95, 12.0, 120.0)]
+    alone = step(4, 0, None, 100.0, unanswered=10)
+    g = openloop_report.goals(100.0, steps, alone)
+    assert not g["generator_kept_up"]["met"]
+    assert "beyond this generator" in g["generator_kept_up"]["text"]
+    kept_up = openloop_report.goals(100.0, steps, step(4, 0, None, 100.0))
+    assert kept_up["generator_kept_up"]["met"]
+
+
 def test_the_table_has_a_row_per_rate_with_its_other_codes() -> None:
     doc = {
         "target": "digits@onnx", "settings": {"protocol": "grpc"}, "capacity": {"rate": 100.0},
         "steps": [step(1, 100, 4.0, 100.0),
                   step(2, 90, 8.0, 110.0, other_shares={"UNAVAILABLE": 0.25})],
     }  # fmt: skip
+    doc["baseline"] = step(2, 0, None, 100.0, other_shares={"CANCELLED": 0.5})
     out = io.StringIO()
     Console(file=out, width=250).print(openloop_report.table(doc))
     text = out.getvalue()
     assert "1x" in text and "2x" in text and "UNAVAILABLE 25.0%" in text
+    assert "2x alone" in text and "CANCELLED 50.0%" in text
 
 
 def test_recovery_figures_split_every_request_around_kill_and_recovery() -> None:
