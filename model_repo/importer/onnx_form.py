@@ -77,6 +77,47 @@ def normalize(
     return out
 
 
+def decompose_gelu(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Gelu (opset 20, what torch's dynamo exporter writes) as Erf/Tanh arithmetic, which
+    jaxonnxruntime and onnx2torch know and opset 17 has."""
+    if not any(n.op_type == "Gelu" for n in model.graph.node):
+        return model
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    nodes: list[onnx.NodeProto] = []
+    for i, n in enumerate(g.node):
+        if n.op_type != "Gelu":
+            nodes.append(n)
+            continue
+        tanh = any(a.name == "approximate" and a.s == b"tanh" for a in n.attribute)
+        x, y, p = n.input[0], n.output[0], f"_gelu{i}_"
+
+        def c(name: str, value: float, p: str = p) -> str:
+            g.initializer.append(helper.make_tensor(p + name, onnx.TensorProto.FLOAT, [], [value]))
+            return p + name
+
+        if tanh:  # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+            cube = [helper.make_node("Mul", [x, x], [p + "x2"]),
+                    helper.make_node("Mul", [p + "x2", x], [p + "x3"]),
+                    helper.make_node("Mul", [p + "x3", c("k", 0.044715)], [p + "kx3"]),
+                    helper.make_node("Add", [x, p + "kx3"], [p + "in"]),
+                    helper.make_node("Mul", [p + "in", c("s", 0.7978845608028654)], [p + "arg"]),
+                    helper.make_node("Tanh", [p + "arg"], [p + "t"])]  # fmt: skip
+        else:  # 0.5 x (1 + erf(x / sqrt(2)))
+            cube = [helper.make_node("Mul", [x, c("s", 0.7071067811865476)], [p + "arg"]),
+                    helper.make_node("Erf", [p + "arg"], [p + "t"])]  # fmt: skip
+        nodes += [
+            *cube,
+            helper.make_node("Add", [p + "t", c("one", 1.0)], [p + "u"]),
+            helper.make_node("Mul", [x, p + "u"], [p + "xu"]),
+            helper.make_node("Mul", [p + "xu", c("half", 0.5)], [y]),
+        ]
+    del g.node[:]
+    g.node.extend(nodes)
+    return out
+
+
 def at_opset_17(model: onnx.ModelProto) -> onnx.ModelProto:
     """The graph at opset 17 or below, for onnx2torch 1.5.15 (it lacks the opset-18 reduces).
 

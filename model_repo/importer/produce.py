@@ -36,6 +36,13 @@ class Forms:
     made: dict[str, tuple[Any, str]] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
 
+    def upstream(self, form: str) -> tuple[Any, str]:
+        """`get` for a form another variant needs: its failure says so."""
+        try:
+            return self.get(form)
+        except FormError as exc:
+            raise FormError(f"needs the {form} form, which failed: {exc}") from None
+
     def get(self, form: str) -> tuple[Any, str]:
         """(the form, the converter path that made it); FormError if it cannot be made."""
         if form in self.failed:
@@ -91,24 +98,28 @@ def _jax(f: Forms) -> tuple[Any, str]:
     if f.source.kind == "jax_export":
         return f.source.exported, "source"  # type: ignore[attr-defined]
     from model_repo.importer import to_jax
+    from model_repo.importer.onnx_form import decompose_gelu
 
-    model, path = f.get("onnx")
+    model, path = f.upstream("onnx")
     try:
-        return to_jax.from_onnx(model, f.sig, f.inputs), _via(path, "jaxonnxruntime")
+        return to_jax.from_onnx(decompose_gelu(model), f.sig, f.inputs), _via(
+            path, "jaxonnxruntime"
+        )
     except Exception as exc:
         raise FormError(f"jaxonnxruntime: {describe(exc)}") from exc
 
 
 def _torchscript(f: Forms) -> tuple[Any, str]:
     from model_repo.importer import to_torch
+    from model_repo.importer.onnx_form import decompose_gelu
 
     path = f.work / "model.pt"
     if f.source.kind == "torchscript":
         to_torch.save(f.source.module, path)  # type: ignore[attr-defined]
         return path, "source"
-    model, via = f.get("onnx")
+    model, via = f.upstream("onnx")
     try:
-        module = to_torch.from_onnx(model, f.sig, f.inputs)
+        module = to_torch.from_onnx(decompose_gelu(model), f.sig, f.inputs)
     except Exception as exc:
         raise FormError(f"onnx2torch: {describe(exc)}") from exc
     to_torch.save(module, path)
@@ -153,7 +164,7 @@ def build(variant: str, f: Forms, folder: Path, name: str, version: str) -> tupl
             to_tf.from_savedmodel(f.source.path, f.source.fn, sig, folder)  # type: ignore[attr-defined]
             via = "source"
         else:
-            exported, jax_via = f.get("jax")
+            exported, jax_via = f.upstream("jax")
             try:
                 to_tf.from_exported(exported, sig, folder)
             except Exception as exc:

@@ -38,13 +38,26 @@ class Unsupported(Exception):
     """An op (or an op's attribute) this translator does not handle."""
 
 
+BATCH = "b"  # the symbolic batch size in `Val.sym` (the only dynamic dim a signature has)
+
+
 @dataclass
 class Val:
-    """An SSA value: an ONNX tensor name, a numpy constant known now, or both."""
+    """An SSA value: an ONNX tensor name, a numpy constant known now, or both.
+
+    `pending` marks a broadcast not done yet: `name` holds the operand with its rank
+    aligned, and element-wise consumers let ONNX broadcasting finish the job; any other
+    consumer materializes it (Expand to the `pending` shape tensor). `sym` is the content
+    of a small integer shape tensor, with BATCH for the batch size: a reshape to it needs
+    no shape arithmetic at run time (ONNX Reshape's 0 copies the input's batch dim), which
+    keeps the graph free of Shape ops that a traced PyTorch module would freeze.
+    """
 
     type: ir.Type
     name: str | None = None
     known: np.ndarray | None = None
+    pending: Val | None = None
+    sym: tuple[int | str, ...] | None = None
 
     @property
     def dtype(self) -> np.dtype[Any]:
@@ -132,11 +145,27 @@ class Translator:
         }
 
     def name(self, v: Val) -> str:
-        """The ONNX name of `v`; a known constant becomes an initializer on first use."""
+        """The ONNX name of `v` in its full shape (known constants become initializers)."""
+        if v.pending is not None:
+            shape = self.g.node("Cast", [self.name(v.pending)], to=onnx.TensorProto.INT64)
+            v.name, v.pending = self.g.node("Expand", [self.bname(v), shape]), None
+        return self.bname(v)
+
+    def bname(self, v: Val) -> str:
+        """The ONNX name of `v` for an element-wise consumer (a pending broadcast stays so)."""
         if v.name is None:
             assert v.known is not None
             v.name = self.g.const(v.known)
         return v.name
+
+    def elementwise(self, op: Any, onnx_op: str, ins: list[Val], **attrs: Any) -> Val:
+        """One ONNX node over `ins` with broadcasting; pending only if every input is."""
+        out = Val(
+            op.results[0].type, name=self.g.node(onnx_op, [self.bname(v) for v in ins], **attrs)
+        )
+        if ins and all(v.pending is not None for v in ins):
+            out.pending = ins[0].pending
+        return out
 
     def out(self, op: Any, name: str, i: int = 0) -> Val:
         return Val(op.results[i].type, name=name)
@@ -194,17 +223,30 @@ def to_onnx(exported: jax.export.Exported, sig: Signature) -> onnx.ModelProto:
         results = tr.block(block, args, {})
         for spec, v in zip(sig.outputs, results, strict=True):
             tr.g.nodes.append(helper.make_node("Identity", [tr.name(v)], [spec.name]))
+    nodes = _live(tr.g.nodes, [s.name for s in sig.outputs])
+    used = {name for n in nodes for name in n.input}
     graph = helper.make_graph(
-        tr.g.nodes,
+        _live(tr.g.nodes, [s.name for s in sig.outputs]),
         "jax_export",
         [_info(s) for s in sig.inputs],
         [_info(s) for s in sig.outputs],
-        initializer=tr.g.inits,
+        initializer=[i for i in tr.g.inits if i.name in used],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 9
     onnx.checker.check_model(model)
     return model
+
+
+def _live(nodes: list[onnx.NodeProto], outputs: list[str]) -> list[onnx.NodeProto]:
+    """The nodes the outputs depend on (shape assertions leave dead compares behind)."""
+    needed = set(outputs)
+    live = []
+    for node in reversed(nodes):
+        if needed.intersection(node.output):
+            live.append(node)
+            needed.update(node.input)
+    return live[::-1]
 
 
 def _info(spec: Spec) -> onnx.ValueInfoProto:

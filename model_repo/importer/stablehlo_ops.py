@@ -15,7 +15,7 @@ from jaxlib.mlir import ir
 from jaxlib.mlir.dialects import stablehlo
 from onnx import helper
 
-from model_repo.importer.stablehlo_onnx import Translator, Unsupported, Val, dense, ints
+from model_repo.importer.stablehlo_onnx import BATCH, Translator, Unsupported, Val, dense, ints
 
 Handler = Callable[[Translator, Any, list[Val]], list[Val]]
 
@@ -40,8 +40,8 @@ _UNARY = {
 }  # fmt: skip
 _COMPARE = {
     "EQ": ("Equal", np.equal), "GT": ("Greater", np.greater),
-    "GE": ("GreaterOrEqual", np.greater_equal), "LT": ("Less", np.less),
-    "LE": ("LessOrEqual", np.less_equal), "NE": ("Equal", np.not_equal),
+    "GE": ("Greater", np.greater_equal), "LT": ("Less", np.less),
+    "LE": ("Less", np.less_equal), "NE": ("Equal", np.not_equal),
 }  # fmt: skip
 # composites whose name is one ONNX op; any other composite runs its decomposition
 _COMPOSITES = {"chlo.erf": "Erf", "chlo.tan": "Tan"}
@@ -69,32 +69,55 @@ def _binary(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
     if onnx_op in ("And", "Or", "Xor") and a.dtype != np.bool_:
         onnx_op = "Bitwise" + onnx_op
     if op.name == "stablehlo.remainder":
-        return [tr.out(op, tr.g.node("Mod", [tr.name(a), tr.name(b)], fmod=1))]
-    return [tr.out(op, tr.g.node(onnx_op, [tr.name(a), tr.name(b)]))]
+        return [tr.elementwise(op, "Mod", ins, fmod=1)]
+    out = tr.elementwise(op, onnx_op, ins)
+    if op.name == "stablehlo.multiply" and a.sym and b.sym and len(a.sym) == len(b.sym):
+        out.sym = _sym_product(a.sym, b.sym)
+    return [out]
+
+
+def _sym_product(
+    a: tuple[int | str, ...], b: tuple[int | str, ...]
+) -> tuple[int | str, ...] | None:
+    """b*64 and the like stay unknown; only products with a 1 keep the batch symbol."""
+    out: list[int | str] = []
+    for x, y in zip(a, b, strict=True):
+        if isinstance(x, int) and isinstance(y, int):
+            out.append(x * y)
+        elif x == 1 or y == 1:
+            out.append(y if x == 1 else x)
+        else:
+            return None
+    return tuple(out)
 
 
 def _unary(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
     (x,) = ins
     if op.name == "stablehlo.negate" and x.known is not None:
         return [known(-x.known, op)]
-    return [tr.out(op, tr.g.node(_UNARY[op.name], [tr.name(x)]))]
+    return [tr.elementwise(op, _UNARY[op.name], ins)]
 
 
 def _rsqrt(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
-    return [tr.out(op, tr.g.node("Reciprocal", [tr.g.node("Sqrt", [tr.name(ins[0])])]))]
+    out = tr.elementwise(op, "Sqrt", ins)
+    out.name = tr.g.node("Reciprocal", [tr.bname(out)])
+    return [out]
 
 
 def _not(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
-    onnx_op = "Not" if ins[0].dtype == np.bool_ else "BitwiseNot"
-    return [tr.out(op, tr.g.node(onnx_op, [tr.name(ins[0])]))]
+    return [tr.elementwise(op, "Not" if ins[0].dtype == np.bool_ else "BitwiseNot", ins)]
 
 
 def _expm1_log1p(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
-    x = tr.name(ins[0])
-    one = tr.g.const(np.ones((), ins[0].dtype))
+    one = Val(op.results[0].type, known=np.ones((), ins[0].dtype))
     if op.name == "stablehlo.exponential_minus_one":
-        return [tr.out(op, tr.g.node("Sub", [tr.g.node("Exp", [x]), one]))]
-    return [tr.out(op, tr.g.node("Log", [tr.g.node("Add", [x, one])]))]
+        out = tr.elementwise(op, "Exp", ins)
+        out.name = tr.g.node("Sub", [tr.bname(out), tr.bname(one)])
+    else:
+        out = tr.elementwise(op, "Add", [ins[0], one])
+        out.pending = ins[0].pending
+        out.name = tr.g.node("Log", [tr.bname(out)])
+    return [out]
 
 
 def _compare(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
@@ -103,20 +126,29 @@ def _compare(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
     a, b = ins
     if a.known is not None and b.known is not None:
         return [known(fold(a.known, b.known), op)]
-    out = tr.g.node(onnx_op, [tr.name(a), tr.name(b)])
-    return [tr.out(op, tr.g.node("Not", [out]) if direction == "NE" else out)]
+    out = tr.elementwise(op, onnx_op, ins)
+    if direction in ("GE", "LE"):  # Or(.., Equal): onnx2torch lacks GreaterOrEqual/LessOrEqual
+        equal = tr.g.node("Equal", [tr.bname(a), tr.bname(b)])
+        out.name = tr.g.node("Or", [tr.bname(out), equal])
+    if direction == "NE":
+        out.name = tr.g.node("Not", [tr.bname(out)])
+    return [out]
 
 
 def _select(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
     p, t, f = ins
     if p.known is not None and t.known is not None and f.known is not None:
         return [known(np.where(p.known, t.known, f.known), op)]
-    return [tr.out(op, tr.g.node("Where", [tr.name(p), tr.name(t), tr.name(f)]))]
+    return [tr.elementwise(op, "Where", ins)]
 
 
 def _clamp(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
-    lo, x, hi = (tr.name(v) for v in ins)
-    return [tr.out(op, tr.g.node("Max", [tr.g.node("Min", [x, hi]), lo]))]
+    lo, x, hi = ins
+    out = tr.elementwise(op, "Min", [x, hi])
+    out.name = tr.g.node("Max", [tr.bname(out), tr.bname(lo)])
+    if x.pending is None or lo.pending is None:
+        out.pending = None
+    return [out]
 
 
 def _convert(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
@@ -125,23 +157,44 @@ def _convert(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
     if x.known is not None:
         return [known(x.known.astype(target), op)]
     if x.dtype == target:
-        return [tr.out(op, tr.name(x))]
-    to = helper.np_dtype_to_tensor_dtype(target)
-    return [tr.out(op, tr.g.node("Cast", [tr.name(x)], to=to))]
+        out = Val(op.results[0].type, name=tr.bname(x), pending=x.pending)
+    else:
+        out = tr.elementwise(op, "Cast", ins, to=helper.np_dtype_to_tensor_dtype(target))
+    out.sym = x.sym
+    return [out]
 
 
 def _reshape(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
     x = ins[0]
     out = Val(op.results[0].type)
     if op.name == "stablehlo.dynamic_reshape":
-        shape = as_i64(tr, ins[1])
+        sym = symbols(ins[1])
+        if sym is not None and sym.count(BATCH) == 1 and sym[0] == BATCH and x.shape[:1] == [None]:
+            # ONNX Reshape's 0 copies the input's dim: the batch dim, no Shape op needed
+            shape = tr.g.const(np.array([0, *sym[1:]], dtype=np.int64))
+        else:
+            shape = as_i64(tr, ins[1])
     elif None in out.shape:
         raise Unsupported("stablehlo.reshape to a dynamic shape")
     else:
         if x.known is not None:
             return [known(x.known.reshape(out.shape), op)]  # type: ignore[arg-type]
+        if x.sym is not None and len(x.sym) == int(np.prod(out.shape)):  # scalar <-> [1]
+            result = tr.out(
+                op,
+                tr.g.node("Reshape", [tr.name(x), tr.g.const(np.array(out.shape, dtype=np.int64))]),
+            )
+            result.sym = x.sym
+            return [result]
         shape = tr.g.const(np.array(out.shape, dtype=np.int64))
     return [tr.out(op, tr.g.node("Reshape", [tr.name(x), shape]))]
+
+
+def symbols(v: Val) -> tuple[int | str, ...] | None:
+    """A small integer tensor's content, BATCH for the batch size; None when unknown."""
+    if v.known is not None and v.known.ndim <= 1 and v.known.dtype.kind in "iu":
+        return tuple(int(x) for x in v.known.reshape(-1))
+    return v.sym
 
 
 def _broadcast(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
@@ -165,9 +218,9 @@ def _broadcast(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
         if list(x.shape) == out.shape and not missing:
             return [tr.out(op, name)]
         shape = tr.g.const(np.array(out.shape, dtype=np.int64))
-    else:
-        shape = as_i64(tr, ins[1])
-    return [tr.out(op, tr.g.node("Expand", [name, shape]))]
+        return [tr.out(op, tr.g.node("Expand", [name, shape]))]
+    # Dynamic: left pending; element-wise consumers broadcast it themselves.
+    return [Val(op.results[0].type, name=name, pending=ins[1])]
 
 
 def _transpose(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
@@ -181,7 +234,11 @@ def _concatenate(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
     axis = ir.IntegerAttr(op.attributes["dimension"]).value
     if all(v.known is not None for v in ins):
         return [known(np.concatenate([v.known for v in ins], axis=axis), op)]  # type: ignore[misc]
-    return [tr.out(op, tr.g.node("Concat", [tr.name(v) for v in ins], axis=axis))]
+    out = tr.out(op, tr.g.node("Concat", [tr.name(v) for v in ins], axis=axis))
+    parts = [symbols(v) for v in ins]
+    if all(p is not None for p in parts):
+        out.sym = tuple(x for p in parts for x in p)  # type: ignore[union-attr]
+    return [out]
 
 
 def _slice(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
@@ -212,7 +269,9 @@ def _dimension_size(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
     shape = tr.g.node("Shape", [tr.name(ins[0])], start=dim, end=dim + 1)
     scalar = tr.g.node("Reshape", [shape, tr.g.const(np.array([], dtype=np.int64))])
     to = helper.np_dtype_to_tensor_dtype(Val(op.results[0].type).dtype)
-    return [tr.out(op, tr.g.node("Cast", [scalar], to=to))]
+    out = tr.out(op, tr.g.node("Cast", [scalar], to=to))
+    out.sym = (BATCH,) if dim == 0 else None  # signatures have no other dynamic dim
+    return [out]
 
 
 def _iota(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
