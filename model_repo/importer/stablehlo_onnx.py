@@ -2,10 +2,10 @@
 
 No maintained converter reads StableHLO (jax2onnx traces Python functions, and a
 serialized artifact has no Python left), so this is written here for the ops that
-inference graphs use (stablehlo_ops.py, stablehlo_nn.py); any other op stops the
-conversion with `Unsupported` naming it. The walk inlines `func.call`s and composites,
-takes the CPU branch of every `case` on the platform index, and keeps the symbolic batch
-dim symbolic (get_dimension_size -> Shape), so the graph serves every batch size.
+inference graphs use (stablehlo_ops.py, stablehlo_shapes.py, stablehlo_nn.py); any
+other op stops the conversion with `Unsupported` naming it. The walk inlines
+`func.call`s and composites, takes the CPU branch of every `case` on the platform
+index, and keeps the batch dim symbolic, so the graph serves every batch size.
 """
 
 from __future__ import annotations
@@ -133,8 +133,9 @@ class Translator:
     def __init__(self, module: ir.Module, platform_index: int) -> None:
         from model_repo.importer.stablehlo_nn import HANDLERS as NN
         from model_repo.importer.stablehlo_ops import HANDLERS as OPS
+        from model_repo.importer.stablehlo_shapes import HANDLERS as SHAPES
 
-        self.handlers: dict[str, Handler] = {**OPS, **NN}
+        self.handlers: dict[str, Handler] = {**OPS, **SHAPES, **NN}
         self.g = Graph()
         self.platform_index = platform_index
         self.env: dict[Any, Val] = {}
