@@ -110,18 +110,27 @@ def _groups(system: System) -> Groups:
 
 
 async def measure_capacity(
-    send: Sender, concurrencies: Sequence[int], seconds: float, deadline_s: float
+    send: Sender, concurrencies: Sequence[int], seconds: float, deadline_s: float, system: System
 ) -> dict[str, Any]:
-    """Closed loops at each concurrency; the capacity is the best OK/s among them."""
+    """Closed loops at each concurrency; the capacity is the best OK/s among them. What
+    the machine's other processes took meanwhile is kept: on a shared machine it is
+    the noise in the capacity."""
     runs = []
     for c in concurrencies:
-        s = arrivals.summarize(await loadgen.closed_loop(send, c, seconds, deadline_s=deadline_s))
+        sampler = Sampler(_groups(system), interval=0.25)
+        sampler.start()
+        try:
+            run = await loadgen.closed_loop(send, c, seconds, deadline_s=deadline_s)
+        finally:
+            resources = sampler.stop()
+        s = arrivals.summarize(run)
         runs.append(
             {
                 "concurrency": c,
                 "ok_per_s": s["admitted_per_s"],
                 "latency_ms": s["latency_ms"],
                 "kinds": s["kinds"],
+                "others_cpu_pct": resources.get("_machine", {}).get("other_cpu_pct"),
             }
         )
     return {"rate": max((r["ok_per_s"] for r in runs), default=0.0), "closed_loop": runs}
@@ -171,9 +180,14 @@ async def measure(args: argparse.Namespace, system: System, model_ref: str) -> d
         else:
             with console.status(f"capacity of {model_ref}: closed loop"):
                 capacity = await measure_capacity(
-                    send, args.capacity_concurrency, args.capacity_seconds, args.deadline
+                    send, args.capacity_concurrency, args.capacity_seconds, args.deadline, system
                 )
         console.print(f"capacity of {model_ref} over {args.protocol}: {capacity['rate']:.0f}/s")
+        for r in capacity.get("closed_loop", []):
+            console.print(
+                f"  c={r['concurrency']}: {r['ok_per_s']:.0f}/s, "
+                f"p50 {r['latency_ms']['p50'] or 0:.1f} ms, others CPU {r['others_cpu_pct']}%"
+            )
         if capacity["rate"] <= 0:
             raise SystemExit(f"no request succeeded while measuring capacity: {capacity}")
         steps = []
