@@ -8,7 +8,7 @@ Tensor data is always a numpy array; BYTES tensors hold an object array of `byte
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,8 @@ import ml_dtypes
 import numpy as np
 
 ParamValue = bool | int | float | str
+
+OBJECT_ITEMSIZE = np.dtype(object).itemsize  # a BYTES tensor is an array of object pointers
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,38 @@ def element_count(shape: tuple[int, ...] | list[int]) -> int:
     return n
 
 
+# numpy refuses an array whose itemsize times the product of its dims (zeros counted as 1)
+# passes the largest signed 64-bit int, or with more dims than it supports (numpy 1: 32,
+# numpy 2: 64); shapes are checked against the same bounds first.
+MAX_ARRAY_BYTES = 2**63 - 1
+MAX_DIMS = 32
+
+
+def checked_count(shape: Sequence[int], itemsize: int) -> int:
+    """The element count of `shape`, or ValueError for a shape no numpy array can take.
+
+    Clients send shapes such as [2**40, 2**40] or [0, 2**62]; refusing them here keeps
+    every later reshape, allocation and size product in range.
+    """
+    if len(shape) > MAX_DIMS:
+        raise ValueError(f"shape has {len(shape)} dimensions, more than {MAX_DIMS}")
+    span = max(itemsize, 1)
+    count = 1
+    for d in shape:
+        if d < 0:
+            raise ValueError(f"shape {_brief(shape)} has a negative dimension")
+        span *= max(d, 1)
+        count *= d
+        if span > MAX_ARRAY_BYTES:
+            raise ValueError(f"shape {_brief(shape)} is too large for any tensor")
+    return count
+
+
+def _brief(shape: Sequence[int]) -> str:
+    text = str(list(shape))
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def encode_raw(datatype: str, array: np.ndarray) -> bytes:
     """Row-major little-endian bytes; BYTES elements as 4-byte LE length + payload."""
     dt = DATATYPES[datatype]
@@ -143,16 +177,17 @@ def encode_raw(datatype: str, array: np.ndarray) -> bytes:
 def decode_raw(datatype: str, shape: tuple[int, ...], buf: bytes | memoryview) -> np.ndarray:
     """The inverse of `encode_raw`; numeric data is a zero-copy view of `buf`.
 
-    Raises ValueError when the byte count does not match the shape.
+    Raises ValueError when the byte count does not match the shape, or the shape is
+    beyond any array (see `checked_count`).
     """
     dt = DATATYPES[datatype]
-    count = element_count(shape)
+    count = checked_count(shape, dt.itemsize or OBJECT_ITEMSIZE)
     if dt.itemsize == 0:
         return _decode_bytes(shape, count, memoryview(buf))
     expected = count * dt.itemsize
     if len(buf) != expected:
         raise ValueError(
-            f"expected {expected} bytes for {datatype} shape {list(shape)}, got {len(buf)}"
+            f"expected {expected} bytes for {datatype} shape {_brief(shape)}, got {len(buf)}"
         )
     return np.frombuffer(buf, dtype=dt.dtype).reshape(shape)
 

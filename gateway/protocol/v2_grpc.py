@@ -18,16 +18,20 @@ from gateway.errors import BadRequest
 from gateway.protocol.pb import v2_pb2 as pb
 from gateway.tensors import (
     DATATYPES,
+    OBJECT_ITEMSIZE,
     InferRequest,
     InferResponse,
     ParamValue,
     RequestedOutput,
     Tensor,
     as_bytes_array,
+    checked_count,
     decode_raw,
     element_count,
     encode_raw,
 )
+
+_INT64_MAX = 2**63 - 1
 
 
 def params_from_pb(params: Mapping[str, pb.InferParameter]) -> dict[str, ParamValue]:
@@ -40,11 +44,14 @@ def params_from_pb(params: Mapping[str, pb.InferParameter]) -> dict[str, ParamVa
 
 
 def params_to_pb(params: Mapping[str, ParamValue], into: MutableMapping[str, Any]) -> None:
-    """Writes bool/int/str params (the three every v2 proto has); floats as double_param."""
+    """Writes bool/int/str params (the three every v2 proto has); floats as double_param,
+    ints past int64 (a client's uint64_param, or JSON up to 2**64 - 1) as uint64_param."""
     for key, value in params.items():
         p = into[key]
         if isinstance(value, bool):
             p.bool_param = value
+        elif isinstance(value, int) and value > _INT64_MAX:
+            p.uint64_param = value
         elif isinstance(value, int):
             p.int64_param = value
         elif isinstance(value, float):
@@ -62,23 +69,31 @@ def _tensor_from_pb(
     params: Mapping[str, pb.InferParameter],
 ) -> Tensor:
     if datatype not in DATATYPES:
-        raise BadRequest(f"tensor '{name}': unknown datatype '{datatype}'")
+        raise BadRequest(f"tensor '{name}': unknown datatype {_brief(datatype)}")
     shp = tuple(shape)
-    if shp and min(shp) < 0:
-        raise BadRequest(f"tensor '{name}': shape {list(shp)} has a negative dimension")
     try:
+        # Before any allocation: typed contents are counted against this, raw bytes
+        # sized by it, and a shape like [2**40, 2**40] must not reach numpy.
+        checked_count(shp, DATATYPES[datatype].itemsize or OBJECT_ITEMSIZE)
         if raw is not None:
             data = decode_raw(datatype, shp, raw)
         else:
-            data = _from_contents(name, datatype, shp, contents)
-    except (ValueError, OverflowError) as exc:
+            data = _from_contents(datatype, shp, contents)
+    except ValueError as exc:  # our own messages: sizes and counts, never internals
         raise BadRequest(f"tensor '{name}': {exc}") from None
     return Tensor(name, datatype, data, params_from_pb(params) if params else {})
 
 
+def _brief(text: str) -> str:
+    """A client's string for an error message, cut short: messages echo, never flood."""
+    return repr(text) if len(text) <= 40 else repr(text[:37] + "...")
+
+
 def _from_contents(
-    name: str, datatype: str, shape: tuple[int, ...], contents: pb.InferTensorContents | None
+    datatype: str, shape: tuple[int, ...], contents: pb.InferTensorContents | None
 ) -> np.ndarray:
+    """Typed contents; the proto's field types already fix each value's JSON-like type,
+    so only the count and, for the narrower ints (INT8 in int_contents), the range remain."""
     dt = DATATYPES[datatype]
     if dt.contents_field is None:
         raise ValueError(f"{datatype} must be sent in raw_input_contents")
@@ -90,7 +105,10 @@ def _from_contents(
         )
     if datatype == "BYTES":
         return as_bytes_array(np.array(list(values), dtype=object)).reshape(shape)
-    return np.asarray(values, dtype=dt.dtype).reshape(shape)
+    try:
+        return np.asarray(values, dtype=dt.dtype).reshape(shape)
+    except OverflowError:  # numpy refuses 300 for INT8 rather than wrap it
+        raise ValueError(f"a value in contents is outside the {datatype} range") from None
 
 
 def request_from_pb(msg: pb.ModelInferRequest) -> InferRequest:
@@ -114,16 +132,18 @@ def request_from_pb(msg: pb.ModelInferRequest) -> InferRequest:
                 t.parameters,
             )
         )
-    outputs = tuple(
-        RequestedOutput(o.name, params_from_pb(o.parameters).get("binary_data"))  # type: ignore[arg-type]
-        for o in msg.outputs
-    )
+    outputs = []
+    for o in msg.outputs:
+        binary = params_from_pb(o.parameters).get("binary_data")
+        if binary is not None and not isinstance(binary, bool):
+            raise BadRequest(f"output '{o.name}': binary_data must be a bool_param")
+        outputs.append(RequestedOutput(o.name, binary))
     return InferRequest(
         model_name=msg.model_name,
         model_version=msg.model_version,
         id=msg.id,
         inputs=tuple(inputs),
-        outputs=outputs,
+        outputs=tuple(outputs),
         parameters=params_from_pb(msg.parameters),
     )
 

@@ -1,8 +1,9 @@
 """Protocol: v2 HTTP bodies (JSON and the binary tensor extension) <-> InferRequest/Response.
 
 Pure functions, no I/O. Binary inputs become `numpy.frombuffer` views of the body, never
-Python lists; JSON goes through orjson. Anything malformed raises BadRequest naming the
-tensor at fault. See ../shared/notes/PROTOCOL.md §3 for the extension's rules.
+Python lists; JSON goes through orjson and json_tensors.py. Anything malformed, whatever
+JSON sits in whatever field, raises BadRequest naming the tensor at fault, never another
+error. See ../shared/notes/PROTOCOL.md §3 for the extension's rules.
 """
 
 from __future__ import annotations
@@ -11,74 +12,55 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import orjson
 
 from gateway.errors import BadRequest
+from gateway.protocol import json_tensors
 from gateway.tensors import (
     DATATYPES,
+    OBJECT_ITEMSIZE,
     InferRequest,
     InferResponse,
     ParamValue,
     RequestedOutput,
     Tensor,
-    as_bytes_array,
+    checked_count,
     decode_raw,
-    element_count,
     encode_raw,
 )
 
 HEADER_LENGTH = "inference-header-content-length"
 
 
+# Triton's binary extension parameters; each has one JSON type.
+_BOOL_PARAMS = ("binary_data", "binary_data_output")
+# InferParameter's int64_param or uint64_param: the integers a parameter can carry on to a runner.
+_INT_RANGE = (-(2**63), 2**64 - 1)
+
+
 def _params(value: Any, where: str) -> dict[str, ParamValue]:
     if value is None:
         return {}
-    if not isinstance(value, dict) or not all(
-        isinstance(v, bool | int | float | str) for v in value.values()
-    ):
+    if not isinstance(value, dict):
         raise BadRequest(f"{where}: parameters must be an object of string/number/bool values")
+    for key, v in value.items():
+        if not isinstance(v, bool | int | float | str):
+            raise BadRequest(f"{where}: parameter '{key}' must be a string, number or bool")
+        if key in _BOOL_PARAMS and not isinstance(v, bool):
+            raise BadRequest(f"{where}: parameter '{key}' must be a boolean")
+        if type(v) is int and not _INT_RANGE[0] <= v <= _INT_RANGE[1]:
+            raise BadRequest(f"{where}: parameter '{key}' is outside the 64-bit integer range")
     return value
 
 
-def _shape(value: Any, name: str) -> tuple[int, ...]:
-    if not isinstance(value, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value
-    ):
+def _shape(value: Any, name: str, datatype: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(type(d) is int and d >= 0 for d in value):
         raise BadRequest(f"input '{name}': shape must be a list of non-negative integers")
-    return tuple(value)
-
-
-def json_data(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.ndarray:
-    """A JSON `data` list as a numpy array of `shape`; BadRequest when it does not fit."""
-    if not isinstance(data, list):
-        raise BadRequest(f"input '{name}': data must be a list")
-    dt = DATATYPES[datatype]
     try:
-        if datatype == "BYTES":
-            arr = as_bytes_array(np.array(_flatten(data), dtype=object))
-        else:
-            arr = np.asarray(data, dtype=dt.dtype).reshape(-1)
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise BadRequest(f"input '{name}': data is not valid {datatype}: {exc}") from None
-    if arr.size != element_count(shape):
-        raise BadRequest(
-            f"input '{name}': {arr.size} elements in data for shape {list(shape)} "
-            f"({element_count(shape)} elements)"
-        )
-    return arr.reshape(shape)
-
-
-def _flatten(data: list[Any]) -> list[Any]:
-    out: list[Any] = []
-    for v in data:
-        if isinstance(v, list):
-            out.extend(_flatten(v))
-        elif isinstance(v, str | bytes):
-            out.append(v)
-        else:
-            raise TypeError(f"BYTES elements must be strings, got {type(v).__name__}")
-    return out
+        checked_count(value, DATATYPES[datatype].itemsize or OBJECT_ITEMSIZE)
+    except ValueError as exc:
+        raise BadRequest(f"input '{name}': {exc}") from None
+    return tuple(value)
 
 
 def decode_request(
@@ -86,7 +68,8 @@ def decode_request(
 ) -> InferRequest:
     """Decodes a JSON body, or a JSON header plus binary blobs when `header_length` is set.
 
-    The raw-binary form (`header_length == 0`) needs the model's signature and is handled
+    Any JSON in any field gives an InferRequest or BadRequest, never another error. The
+    raw-binary form (`header_length == 0`) needs the model's signature and is handled
     by `decode_raw_request`.
     """
     if header_length is None:
@@ -114,15 +97,15 @@ def decode_request(
             raise BadRequest(f"inputs[{i}] must be an object with a string 'name'")
         name = item["name"]
         datatype = item.get("datatype")
-        if datatype not in DATATYPES:
-            raise BadRequest(f"input '{name}': unknown datatype {datatype!r}")
-        shape = _shape(item.get("shape"), name)
+        if not isinstance(datatype, str) or datatype not in DATATYPES:
+            raise BadRequest(f"input '{name}': unknown datatype {_brief(datatype)}")
+        shape = _shape(item.get("shape"), name, datatype)
         params = _params(item.get("parameters"), f"input '{name}'")
         size = params.pop("binary_data_size", None)
         if size is not None:
-            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            if type(size) is not int or size < 0:
                 raise BadRequest(f"input '{name}': binary_data_size must be a non-negative int")
-            if offset + size > len(blob):
+            if size > len(blob) - offset:
                 raise BadRequest(
                     f"input '{name}': binary_data_size {size} runs past the end of the body "
                     f"({len(blob) - offset} bytes left)"
@@ -135,7 +118,7 @@ def decode_request(
         else:
             if "data" not in item:
                 raise BadRequest(f"input '{name}': needs 'data' or a binary_data_size parameter")
-            data = json_data(name, datatype, shape, item["data"])
+            data = json_tensors.decode(name, datatype, shape, item["data"])
         inputs.append(Tensor(name, datatype, data, params))
     if offset != len(blob):
         raise BadRequest(f"body has {len(blob) - offset} bytes of binary data that no input claims")
@@ -147,6 +130,15 @@ def decode_request(
         outputs=_requested_outputs(doc.get("outputs")),
         parameters=_params(doc.get("parameters"), "request"),
     )
+
+
+def _brief(value: Any) -> str:
+    """A client's value for an error message: scalars cut short, containers by kind only
+    (a repr of 1000-deep lists would recurse, of a 60 MB list would flood)."""
+    if isinstance(value, list | dict):
+        return f"(a JSON {'array' if isinstance(value, list) else 'object'})"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def decode_raw_request(
@@ -205,9 +197,7 @@ def _requested_outputs(value: Any) -> tuple[RequestedOutput, ...]:
             raise BadRequest(f"outputs[{i}] must be an object with a string 'name'")
         params = _params(item.get("parameters"), f"output '{item['name']}'")
         binary = params.get("binary_data")
-        if binary is not None and not isinstance(binary, bool):
-            raise BadRequest(f"output '{item['name']}': binary_data must be a boolean")
-        out.append(RequestedOutput(item["name"], binary))
+        out.append(RequestedOutput(item["name"], binary if isinstance(binary, bool) else None))
     return tuple(out)
 
 
@@ -243,7 +233,7 @@ def encode_response(response: InferResponse, binary: BinaryOutputs) -> tuple[byt
             params["binary_data_size"] = len(raw)
             blobs.append(raw)
         else:
-            entry["data"] = json_values(t)
+            entry["data"] = json_tensors.encode(t)
         if params:
             entry["parameters"] = params
         outputs.append(entry)
@@ -259,16 +249,6 @@ def encode_response(response: InferResponse, binary: BinaryOutputs) -> tuple[byt
     if not blobs:
         return header, None
     return b"".join([header, *blobs]), len(header)
-
-
-def json_values(t: Tensor) -> Any:
-    """A tensor's elements as JSON carries them (floats for FP16/BF16, text for BYTES)."""
-    flat = t.data.reshape(-1)
-    if t.datatype == "BYTES":
-        return [v.decode("utf-8", errors="replace") for v in flat.tolist()]
-    if t.datatype in ("FP16", "BF16"):
-        return flat.astype(np.float32)
-    return np.ascontiguousarray(flat, dtype=flat.dtype.newbyteorder("="))
 
 
 def dumps(doc: Any) -> bytes:

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from gateway.protocol import v2_http
+from gateway.protocol import json_tensors, v2_http
 from gateway.tensors import InferRequest, InferResponse, Tensor, decode_raw, encode_raw
 
 
@@ -28,7 +28,7 @@ def encode_request(request: InferRequest, *, binary: bool) -> tuple[bytes, int |
             entry["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)
         else:
-            entry["data"] = v2_http.json_values(t)
+            entry["data"] = json_tensors.encode(t)
         inputs.append(entry)
     doc: dict[str, Any] = {"inputs": inputs}
     if request.id:
@@ -68,7 +68,7 @@ def decode_response(body: bytes, header_length: int | None) -> InferResponse:
             data = decode_raw(item["datatype"], shape, blob[offset : offset + size])
             offset += size
         else:
-            data = v2_http.json_data(item["name"], item["datatype"], shape, item["data"])
+            data = json_tensors.decode(item["name"], item["datatype"], shape, item["data"])
         outputs.append(Tensor(item["name"], item["datatype"], data, params))
     return InferResponse(
         model_name=doc.get("model_name", ""),

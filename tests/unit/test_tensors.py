@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.tensors import DATATYPES, Tensor, datatype_of, decode_raw, encode_raw
+from gateway.tensors import DATATYPES, Tensor, checked_count, datatype_of, decode_raw, encode_raw
 from tests.strategies import arrays, assert_same
 
 
@@ -53,3 +53,38 @@ def test_datatype_of_numpy_arrays() -> None:
     assert datatype_of(np.array(["a"])) == "BYTES"
     with pytest.raises(ValueError, match="no v2 datatype"):
         datatype_of(np.zeros(2, np.complex64))
+
+
+@pytest.mark.parametrize(
+    ("shape", "itemsize", "count"),
+    [((2, 3), 4, 6), ((), 4, 1), ((0, 2**40), 4, 0), ((2**20,) * 3, 1, 2**60), ((1,) * 32, 8, 1)],
+)
+def test_checked_count_of_shapes_numpy_can_take(
+    shape: tuple[int, ...], itemsize: int, count: int
+) -> None:
+    assert checked_count(shape, itemsize) == count
+
+
+@pytest.mark.parametrize(
+    ("shape", "itemsize", "message"),
+    [
+        ((2**40, 2**40), 4, "too large for any tensor"),
+        ((0, 2**62), 4, "too large for any tensor"),  # numpy counts a zero dim as 1 here
+        ((2**63 - 1,), 8, "too large for any tensor"),
+        ((1, -1), 4, "has a negative dimension"),
+        ((1,) * 33, 4, "more than 32"),
+    ],
+)
+def test_checked_count_refuses_what_numpy_cannot_hold(
+    shape: tuple[int, ...], itemsize: int, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        checked_count(shape, itemsize)
+    if "too large" in message:  # numpy refuses it too, before allocating anything
+        with pytest.raises(ValueError, match="array is too big"):
+            np.empty(shape, f"u{itemsize}")
+
+
+def test_decode_raw_checks_the_shape_before_the_bytes() -> None:
+    with pytest.raises(ValueError, match="too large for any tensor"):
+        decode_raw("FP32", (2**40, 2**40), b"")

@@ -1,6 +1,11 @@
-"""gRPC codecs: raw contents round trips for every datatype; typed contents; bad shapes."""
+"""gRPC codecs: raw contents round trips for every datatype; typed contents; any malformed
+message -> BadRequest, huge shapes refused before allocating."""
 
 from __future__ import annotations
+
+import re
+import tracemalloc
+from typing import Any
 
 import numpy as np
 import pytest
@@ -80,3 +85,66 @@ def _with(**kw: object) -> pb.ModelInferRequest:
 def test_malformed_requests_are_bad_requests(msg: pb.ModelInferRequest, message: str) -> None:
     with pytest.raises(BadRequest, match=message):
         v2_grpc.request_from_pb(msg)
+
+
+HUGE_SHAPES = [[2**40, 2**40], [0, 2**62, 4], [2**62, 0, 2**62], [2**63 - 1], [1] * 33]
+
+
+@pytest.mark.parametrize("shape", HUGE_SHAPES)
+@pytest.mark.parametrize("datatype", ["FP32", "BYTES", "BOOL"])
+@pytest.mark.parametrize("how", ["raw", "contents", "nothing"])
+def test_huge_shapes_are_refused_without_allocating(
+    shape: list[int], datatype: str, how: str
+) -> None:
+    msg = pb.ModelInferRequest(model_name="m")
+    t = msg.inputs.add(name="x", datatype=datatype, shape=shape)
+    if how == "raw":
+        msg.raw_input_contents.append(b"\0" * 16)
+    elif how == "contents":
+        t.contents.bytes_contents.append(b"a")
+        t.contents.fp32_contents.append(1.0)
+        t.contents.bool_contents.append(True)
+    tracemalloc.start()
+    try:
+        with pytest.raises(BadRequest, match="tensor 'x': "):
+            v2_grpc.request_from_pb(msg)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+
+
+@pytest.mark.parametrize(
+    ("datatype", "field", "values", "message"),
+    [
+        ("INT8", "int_contents", [300], "a value in contents is outside the INT8 range"),
+        ("UINT16", "uint_contents", [70000], "a value in contents is outside the UINT16 range"),
+        ("INT32", "int_contents", [1, 2, 3], "3 values in contents for shape [2]"),
+        ("BYTES", "bytes_contents", [b"a"], "1 values in contents for shape [2]"),
+        ("FP32", "fp64_contents", [1.0, 2.0], "0 values in contents for shape [2]"),
+    ],
+)
+def test_typed_contents_must_fit(
+    datatype: str, field: str, values: list[Any], message: str
+) -> None:
+    msg = pb.ModelInferRequest(model_name="m")
+    t = msg.inputs.add(
+        name="x", datatype=datatype, shape=[len(values) if "range" in message else 2]
+    )
+    getattr(t.contents, field).extend(values)
+    with pytest.raises(BadRequest, match=re.escape(f"tensor 'x': {message}")):
+        v2_grpc.request_from_pb(msg)
+
+
+def test_output_binary_data_must_be_a_bool() -> None:
+    msg = _with(raw=[b"\0" * 8])
+    msg.outputs.add(name="y").parameters["binary_data"].int64_param = 1
+    with pytest.raises(BadRequest, match="output 'y': binary_data must be a bool_param"):
+        v2_grpc.request_from_pb(msg)
+
+
+def test_parameters_past_int64_travel_as_uint64() -> None:
+    req = InferRequest("m", (), parameters={"big": 2**64 - 1, "small": -(2**63), "f": 1e308})
+    wire = v2_grpc.request_to_pb(req).SerializeToString()
+    back = v2_grpc.request_from_pb(pb.ModelInferRequest.FromString(wire))
+    assert back.parameters == {"big": 2**64 - 1, "small": -(2**63), "f": 1e308}

@@ -1,6 +1,9 @@
-"""HTTP codecs: JSON and binary-extension round trips, and malformed bodies -> BadRequest."""
+"""HTTP codecs: JSON and binary-extension round trips; any malformed body -> BadRequest."""
 
 from __future__ import annotations
+
+import re
+from typing import Any
 
 import numpy as np
 import orjson
@@ -10,8 +13,15 @@ from hypothesis import strategies as st
 
 from gateway.errors import BadRequest
 from gateway.protocol import v2_http, v2_http_client
-from gateway.tensors import InferRequest, InferResponse, RequestedOutput, Tensor
-from tests.strategies import JSON_EXACT, assert_same, tensors
+from gateway.tensors import DATATYPES, InferRequest, InferResponse, RequestedOutput, Tensor
+from tests.strategies import (
+    EXTREME_NUMBERS,
+    JSON_EXACT,
+    Deep,
+    assert_same,
+    json_body,
+    tensors,
+)
 
 
 def _unique(ts: list[Tensor]) -> tuple[Tensor, ...]:
@@ -120,7 +130,7 @@ def test_out_of_range_integers_are_bad_requests() -> None:
     body = orjson.dumps(
         {"inputs": [{"name": "x", "datatype": "UINT8", "shape": [1], "data": [300]}]}
     )
-    with pytest.raises(BadRequest, match="not valid UINT8"):
+    with pytest.raises(BadRequest, match="UINT8 data must be JSON integers in the UINT8 range"):
         v2_http.decode_request(body, None, model_name="m")
 
 
@@ -139,15 +149,19 @@ def _doc(**inp: object) -> bytes:
         (_doc(shape=[-1]), None, "non-negative integers"),
         (_doc(shape="2"), None, "non-negative integers"),
         (_doc(data=[1, 2, 3]), None, "3 elements in data for shape [2]"),
-        (_doc(data=["a", "b"]), None, "not valid FP32"),
-        (_doc(data=[[1], [2, 3]]), None, "not valid FP32"),
+        (_doc(data=["a", "b"]), None, "FP32 data must be JSON numbers"),
+        (_doc(data=[1.0, True]), None, "FP32 data must be JSON numbers"),
+        (_doc(data=[1.0, None]), None, "FP32 data must be JSON numbers"),
+        (_doc(data=[[1], [2, 3]]), None, "nests deeper than the shape's 1 dims"),
+        (_doc(shape=[2, 1], data=[[1], [2, 3]]), None, "lists of equal lengths"),
         (_doc(data=None), None, "data must be a list"),
         (orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1]}]}), None,
          "needs 'data'"),
         (_doc(data=None, parameters={"binary_data_size": 8}), None, "runs past the end"),
-        (_doc(parameters={"x": [1]}), None, "parameters must be an object"),
+        (_doc(parameters={"x": [1]}), None, "parameter 'x' must be a string, number or bool"),
+        (_doc(parameters=[1]), None, "parameters must be an object"),
         (orjson.dumps({"inputs": [{"name": "x", "datatype": "BYTES", "shape": [1], "data": [1]}]}),
-         None, "not valid BYTES"),
+         None, "BYTES data must be JSON strings"),
         (orjson.dumps({"inputs": [{"datatype": "FP32"}]}), None, "string 'name'"),
         (orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": [1, 2]}],
                        "outputs": {"name": "y"}}), None, "'outputs' must be a list"),
@@ -186,3 +200,95 @@ def test_unclaimed_binary_bytes_are_rejected() -> None:
 def test_header_length_outside_body() -> None:
     with pytest.raises(BadRequest, match="outside the body"):
         v2_http.decode_request(b"{}", 10, model_name="m")
+
+
+# ---- any JSON in any field: an InferRequest or BadRequest, never another error ----
+
+
+def _decoded_or_refused(body: bytes, length: int | None) -> InferRequest | None:
+    """decode_request's answer, None for a BadRequest; any other error fails the test."""
+    try:
+        req = v2_http.decode_request(body, length, model_name="m")
+    except BadRequest as exc:
+        assert "Traceback" not in exc.message and "object at 0x" not in exc.message
+        return None
+    for t in req.inputs:  # what came through is well formed
+        assert t.data.dtype == DATATYPES[t.datatype].dtype
+        assert all(isinstance(v, str | bool | int | float) for v in t.parameters.values())
+    return req
+
+
+def _field(where: str, value: object) -> bytes:
+    """A valid one-input request with `value` placed at `where`."""
+    inp: dict[str, Any] = {"name": "x", "datatype": "FP32", "shape": [2], "data": [1.0, 2.0]}
+    doc: dict[str, Any] = {"inputs": [inp]}
+    if where in ("id", "parameters", "outputs"):
+        doc[where] = value
+    elif where.startswith("parameters."):
+        doc["parameters"] = {where.split(".", 1)[1]: value}
+    elif where.startswith("input.parameters."):
+        inp["parameters"] = {where.split(".", 2)[2]: value}
+    elif where.startswith("output.parameters."):
+        doc["outputs"] = [{"name": "y", "parameters": {where.split(".", 2)[2]: value}}]
+    elif where == "shape[0]":
+        inp["shape"] = [value]
+    else:
+        inp[where] = value
+    return json_body(doc)
+
+
+FIELDS = ["name", "datatype", "shape", "shape[0]", "data", "parameters", "id", "outputs",
+          "parameters.timeout", "parameters.binary_data_output",
+          "input.parameters.binary_data_size", "output.parameters.binary_data"]  # fmt: skip
+ODD_VALUES = [[], {}, ["FP32"], {"a": 1}, None, True, "ünïcødé ✓", *EXTREME_NUMBERS,
+              Deep(1000), Deep(1000, "{}"), Deep(1000, '"s"'), Deep(1100)]  # fmt: skip
+
+
+@pytest.mark.parametrize("where", FIELDS)
+def test_odd_values_in_every_field(where: str) -> None:
+    for value in ODD_VALUES:
+        _decoded_or_refused(_field(where, value), None)
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "message"),
+    [
+        ("datatype", ["FP32"], "unknown datatype (a JSON array)"),
+        ("datatype", {"a": 1}, "unknown datatype (a JSON object)"),
+        ("datatype", "FP32" * 20, "unknown datatype 'FP32FP32FP32FP32FP32FP32FP32FP32FP32..."),
+        ("name", {"a": 1}, "string 'name'"),
+        ("id", ["a"], "'id' must be a string"),
+        ("shape[0]", 1e308, "non-negative integers"),
+        ("shape[0]", 2**64 - 1, "too large for any tensor"),
+        ("shape[0]", True, "non-negative integers"),
+        ("shape", [2**40, 2**40], "too large for any tensor"),
+        ("shape", [0, 2**62], "too large for any tensor"),
+        ("shape", [1] * 33, "more than 32"),
+        ("parameters.timeout", [1], "parameter 'timeout' must be a string, number or bool"),
+        ("parameters.binary_data_output", "yes", "'binary_data_output' must be a boolean"),
+        ("output.parameters.binary_data", 1, "'binary_data' must be a boolean"),
+        ("input.parameters.binary_data_size", 1e308, "binary_data_size must be a non-negative"),
+        ("input.parameters.binary_data_size", 2**64 - 1, "runs past the end of the body"),
+        ("input.parameters.binary_data_size", -1, "binary_data_size must be a non-negative"),
+        ("data", Deep(1000), "nests deeper than the shape's 1 dims"),
+        ("data", Deep(1100), "malformed JSON"),  # past orjson's depth limit
+        ("id", Deep(1000), "'id' must be a string"),
+        ("parameters.timeout", Deep(1000), "parameter 'timeout' must be a string, number"),
+        ("data", [1.0, "2.0"], "FP32 data must be JSON numbers"),
+    ],
+)
+def test_odd_values_get_messages_naming_what_is_wrong(
+    where: str, value: object, message: str
+) -> None:
+    with pytest.raises(BadRequest, match=re.escape(message)):
+        v2_http.decode_request(_field(where, value), None, model_name="m")
+
+
+def test_parameters_hold_any_unicode_and_64_bit_ints() -> None:
+    doc = {"inputs": [{"name": "ключ ✓", "datatype": "BYTES", "shape": [1], "data": ["😀"]}],
+           "id": "🆔", "parameters": {"ü": "ß", "big": 2**64 - 1, "small": -(2**63)}}  # fmt: skip
+    req = v2_http.decode_request(json_body(doc, ascii_only=False), None, model_name="m")
+    assert req.inputs[0].name == "ключ ✓"
+    assert req.inputs[0].data.tolist() == ["😀".encode()]
+    assert req.parameters == {"ü": "ß", "big": 2**64 - 1, "small": -(2**63)}
+    assert req.id == "🆔"
