@@ -13,6 +13,7 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from gateway.errors import BadRequest
 from gateway.protocol.pb import v2_pb2 as pb
@@ -146,6 +147,19 @@ def request_from_pb(msg: pb.ModelInferRequest) -> InferRequest:
         outputs=tuple(outputs),
         parameters=params_from_pb(msg.parameters),
     )
+
+
+def request_from_bytes(data: bytes) -> InferRequest:
+    """A ModelInferRequest off the wire: undecodable bytes are a BadRequest too.
+
+    For a front end that takes raw bytes (an identity deserializer), so that a garbled
+    message is INVALID_ARGUMENT rather than grpc's own INTERNAL for a failed deserializer.
+    """
+    try:
+        msg = pb.ModelInferRequest.FromString(data)
+    except DecodeError:
+        raise BadRequest("the request is not a valid ModelInferRequest message") from None
+    return request_from_pb(msg)
 
 
 def request_to_pb(req: InferRequest) -> pb.ModelInferRequest:

@@ -1,5 +1,5 @@
 """gRPC codecs: raw contents round trips for every datatype; typed contents; any malformed
-message -> BadRequest, huge shapes refused before allocating."""
+message or bytes -> BadRequest, huge shapes refused before allocating."""
 
 from __future__ import annotations
 
@@ -29,8 +29,7 @@ def test_request_round_trip_through_wire_bytes(ts: list[Tensor]) -> None:
         model_name="m", model_version="2", id="abc", inputs=_unique(ts),
         outputs=(RequestedOutput("y"),), parameters={"variant": "onnx", "timeout": 5, "f": 0.5},
     )  # fmt: skip
-    wire = v2_grpc.request_to_pb(req).SerializeToString()
-    back = v2_grpc.request_from_pb(pb.ModelInferRequest.FromString(wire))
+    back = v2_grpc.request_from_bytes(v2_grpc.request_to_pb(req).SerializeToString())
     assert (back.model_name, back.model_version, back.id) == ("m", "2", "abc")
     assert back.parameters == {"variant": "onnx", "timeout": 5, "f": 0.5}
     assert [o.name for o in back.outputs] == ["y"]
@@ -85,6 +84,14 @@ def _with(**kw: object) -> pb.ModelInferRequest:
 def test_malformed_requests_are_bad_requests(msg: pb.ModelInferRequest, message: str) -> None:
     with pytest.raises(BadRequest, match=message):
         v2_grpc.request_from_pb(msg)
+
+
+def test_undecodable_bytes_are_a_bad_request() -> None:
+    for wire in (b"\xff", b"\x0a\x05ab", b"\x0a\x02\xc3\x28"):  # bad tag, cut, bad UTF-8
+        with pytest.raises(BadRequest, match="not a valid ModelInferRequest"):
+            v2_grpc.request_from_bytes(wire)
+    good = v2_grpc.request_to_pb(InferRequest("m", (Tensor("x", "INT8", np.ones(2, np.int8)),)))
+    assert v2_grpc.request_from_bytes(good.SerializeToString()).inputs[0].data.tolist() == [1, 1]
 
 
 HUGE_SHAPES = [[2**40, 2**40], [0, 2**62, 4], [2**62, 0, 2**62], [2**63 - 1], [1] * 33]
@@ -145,6 +152,5 @@ def test_output_binary_data_must_be_a_bool() -> None:
 
 def test_parameters_past_int64_travel_as_uint64() -> None:
     req = InferRequest("m", (), parameters={"big": 2**64 - 1, "small": -(2**63), "f": 1e308})
-    wire = v2_grpc.request_to_pb(req).SerializeToString()
-    back = v2_grpc.request_from_pb(pb.ModelInferRequest.FromString(wire))
+    back = v2_grpc.request_from_bytes(v2_grpc.request_to_pb(req).SerializeToString())
     assert back.parameters == {"big": 2**64 - 1, "small": -(2**63), "f": 1e308}
