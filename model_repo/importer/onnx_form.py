@@ -73,8 +73,30 @@ def normalize(
         if src != spec.name:
             g.node.append(helper.make_node("Identity", [src], [spec.name]))
     g.output.extend([_value_info(s) for s in sig.outputs])
+    out = _erfc_as_erf(out)
     onnx.checker.check_model(out)
     return out
+
+
+def _erfc_as_erf(model: onnx.ModelProto) -> onnx.ModelProto:
+    """tf2onnx writes TensorFlow's Erfc (Keras's exact GELU) as an `Erfc` node, which no
+    ONNX opset has: 1 - Erf(x) instead."""
+    if not any(n.op_type == "Erfc" and n.domain in ("", "ai.onnx") for n in model.graph.node):
+        return model
+    g = model.graph
+    one = "_erfc_one"
+    g.initializer.append(helper.make_tensor(one, onnx.TensorProto.FLOAT, [], [1.0]))
+    nodes: list[onnx.NodeProto] = []
+    for i, n in enumerate(g.node):
+        if n.op_type == "Erfc":
+            erf = f"_erfc{i}_erf"
+            nodes.append(helper.make_node("Erf", [n.input[0]], [erf]))
+            nodes.append(helper.make_node("Sub", [one, erf], [n.output[0]]))
+        else:
+            nodes.append(n)
+    del g.node[:]
+    g.node.extend(nodes)
+    return model
 
 
 def decompose_gelu(model: onnx.ModelProto) -> onnx.ModelProto:
