@@ -5,7 +5,8 @@
     ├── Unauthorized             401  UNAUTHENTICATED     (no key, or an unknown one)
     ├── Forbidden                403  PERMISSION_DENIED   (a key without the scope)
     ├── ModelNotFound            404  NOT_FOUND
-    ├── PayloadTooLarge          413  RESOURCE_EXHAUSTED
+    ├── RequestTimeout           408  DEADLINE_EXCEEDED   (a client too slow to send)
+    ├── PayloadTooLarge          413  RESOURCE_EXHAUSTED  (grpc-retry-pushback-ms -1)
     ├── Overloaded               429  RESOURCE_EXHAUSTED  (retry_after)
     ├── Unavailable              503  UNAVAILABLE         (retry_after)
     └── DeadlineExceeded         504  DEADLINE_EXCEEDED
@@ -53,6 +54,11 @@ class Forbidden(GatewayError):
 class ModelNotFound(GatewayError):
     http_status = 404
     grpc_code = grpc.StatusCode.NOT_FOUND
+
+
+class RequestTimeout(GatewayError):
+    http_status = 408
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 class PayloadTooLarge(GatewayError):

@@ -20,6 +20,7 @@ from google.protobuf.message import DecodeError
 
 from gateway.errors import GatewayError
 from gateway.protocol import framed
+from gateway.protocol.grpc_errors import internal
 from gateway.protocol.pb import v2_pb2 as pb
 
 log = logging.getLogger("servegate.runner.framed")
@@ -46,37 +47,48 @@ async def answer(service: Service, kind: int, payload: bytes) -> bytes:
             ).SerializeToString()
         else:
             reply = service.ready(pb.ModelReadyRequest.FromString(payload)).SerializeToString()
-    except DecodeError as exc:
-        return _error(grpc.StatusCode.INVALID_ARGUMENT, f"malformed request message: {exc}")
+    except DecodeError:
+        return _error(grpc.StatusCode.INVALID_ARGUMENT, "undecodable request message")
     except GatewayError as exc:
         return _error(exc.grpc_code, exc.message)
-    except Exception as exc:
-        log.exception("runner error")
-        return _error(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+    except Exception:
+        error = internal(log, "framed call")
+        return _error(error.grpc_code, error.message)
     return framed.encode(framed.OK, reply)
 
 
 class FramedServer:
-    """Serves `service` on a Unix socket until `aclose`."""
+    """Serves `service` on a Unix socket until `aclose`.
 
-    def __init__(self, server: asyncio.Server, path: Path) -> None:
-        self._server = server
+    Each connection is a task; one waiting for its next frame is idle, one between a
+    frame and its answer is busy. `aclose` stops listening, hangs up idle connections at
+    once and lets busy ones finish their answer (within `grace`), so a drain loses nothing
+    in flight: the gateway sees a closed idle connection and opens a new one elsewhere.
+    """
+
+    def __init__(self, path: Path, service: Service) -> None:
         self.path = path
+        self._service = service
+        self._server: asyncio.Server | None = None
+        self._idle: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._busy: set[asyncio.Task[None]] = set()
+        self._closing = False
 
-    async def aclose(self) -> None:
-        self._server.close()
-        await self._server.wait_closed()
+    async def start(self) -> None:
+        """Listening once this returns; a stale socket file from an earlier run is replaced."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
+        self._server = await asyncio.start_unix_server(self._connection, path=str(self.path))
 
-
-async def serve_framed(path: Path, service: Service) -> FramedServer:
-    """Listening once this returns; a stale socket file from an earlier run is replaced."""
-
-    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
         try:
-            while True:
+            while not self._closing:
+                self._idle[task] = writer
                 head = await reader.readexactly(framed.HEADER_SIZE)
+                del self._idle[task]
+                self._busy.add(task)
                 try:
                     kind, length = framed.decode_header(
                         head, allowed=framed.REQUEST_KINDS, max_length=MAX_FRAME_BYTES
@@ -87,14 +99,31 @@ async def serve_framed(path: Path, service: Service) -> FramedServer:
                     await writer.drain()
                     return
                 payload = await reader.readexactly(length)
-                writer.write(await answer(service, kind, payload))
+                writer.write(await answer(self._service, kind, payload))
                 await writer.drain()
+                self._busy.discard(task)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # the gateway hung up (or timed out and dropped this connection)
         finally:
+            self._idle.pop(task, None)
+            self._busy.discard(task)
             writer.close()
 
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    server = await asyncio.start_unix_server(connection, path=str(path))
-    return FramedServer(server, path)
+    async def aclose(self, grace: float = 5.0) -> None:
+        """Drains: stop listening, hang up idle connections, let busy ones answer."""
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._idle.values()):
+            writer.close()
+        if self._busy:
+            await asyncio.wait(set(self._busy), timeout=grace)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+async def serve_framed(path: Path, service: Service) -> FramedServer:
+    """A FramedServer for `service`, listening on `path` once this returns."""
+    server = FramedServer(path, service)
+    await server.start()
+    return server

@@ -25,16 +25,19 @@ import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from gateway.config import ModelConfig, VariantConfig, load_repository
-from gateway.errors import BadRequest, DeadlineExceeded, GatewayError, ModelNotFound
+from gateway.errors import BadRequest, DeadlineExceeded, ModelNotFound
 from gateway.protocol import signature, v2_grpc
 from gateway.protocol.pb import v2_pb2 as pb
 from gateway.protocol.v2_service import generic_handler
 from gateway.tensors import InferResponse, Tensor, as_bytes_array
 from runners.framed_server import serve_framed
+from runners.lifetime import die_with_parent
 
 log = logging.getLogger("servegate.runner")
 
 Predict = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
+
+DRAIN_S = 5.0  # on SIGTERM, how long calls in flight may take to finish
 
 
 class Engine(Protocol):
@@ -122,20 +125,21 @@ class RunnerService:
         return pb.ModelReadyResponse(ready=True)
 
     def handlers(self) -> grpc.GenericRpcHandler:
-        def mapped(fn: Callable[[Any], Any]) -> Callable[[Any, grpc.aio.ServicerContext], Any]:
-            async def call(req: Any, ctx: grpc.aio.ServicerContext) -> Any:
-                try:
-                    result = fn(req)
-                    return await result if asyncio.iscoroutine(result) else result
-                except GatewayError as exc:
-                    await ctx.abort(exc.grpc_code, exc.message)
-                except Exception as exc:
-                    log.exception("runner error")
-                    await ctx.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+        async def server_live(_: Any, __: Any) -> pb.ServerLiveResponse:
+            return pb.ServerLiveResponse(live=True)
 
-            return call
+        async def server_ready(_: Any, __: Any) -> pb.ServerReadyResponse:
+            return pb.ServerReadyResponse(ready=True)
 
-        def model_metadata(req: pb.ModelMetadataRequest) -> pb.ModelMetadataResponse:
+        async def server_metadata(_: Any, __: Any) -> pb.ServerMetadataResponse:
+            return pb.ServerMetadataResponse(
+                name=f"servegate-{self.engine.kind}-runner", version="0.1.0"
+            )
+
+        async def model_ready(req: pb.ModelReadyRequest, _: Any) -> pb.ModelReadyResponse:
+            return self.ready(req)
+
+        async def model_metadata(req: pb.ModelMetadataRequest, _: Any) -> pb.ModelMetadataResponse:
             loaded = self._find(req.name, req.version)
             meta = pb.ModelMetadataResponse(
                 name=req.name,
@@ -148,19 +152,19 @@ class RunnerService:
                 meta.outputs.add(name=spec.name, datatype=spec.datatype, shape=spec.shape)
             return meta
 
+        async def model_infer(req: pb.ModelInferRequest, _: Any) -> pb.ModelInferResponse:
+            return await self.infer(req)
+
         return generic_handler(
             {
-                "ServerLive": mapped(lambda _: pb.ServerLiveResponse(live=True)),
-                "ServerReady": mapped(lambda _: pb.ServerReadyResponse(ready=True)),
-                "ServerMetadata": mapped(
-                    lambda _: pb.ServerMetadataResponse(
-                        name=f"servegate-{self.engine.kind}-runner", version="0.1.0"
-                    )
-                ),
-                "ModelReady": mapped(self.ready),
-                "ModelMetadata": mapped(model_metadata),
-                "ModelInfer": mapped(self.infer),
-            }
+                "ServerLive": server_live,
+                "ServerReady": server_ready,
+                "ServerMetadata": server_metadata,
+                "ModelReady": model_ready,
+                "ModelMetadata": model_metadata,
+                "ModelInfer": model_infer,
+            },
+            log,
         )
 
 
@@ -233,9 +237,14 @@ async def serve(
     if port_file is not None:
         write_port_file(port_file, bound)
     await until_signalled()
-    if framed is not None:
-        await framed.aclose()
-    await server.stop(1.0)
+    # Drain: health says NOT_SERVING first, then no new calls are taken and those in
+    # flight finish (within DRAIN_S), then the process exits.
+    log.info("%s runner draining", engine.kind)
+    await health_servicer.enter_graceful_shutdown()
+    await asyncio.gather(
+        framed.aclose(DRAIN_S) if framed is not None else asyncio.sleep(0),
+        server.stop(DRAIN_S),
+    )
 
 
 def main(engine_factory: Callable[[], Engine], argv: list[str] | None = None) -> None:
@@ -250,6 +259,7 @@ def main(engine_factory: Callable[[], Engine], argv: list[str] | None = None) ->
         "--socket", type=Path, help="Also serve the framed v2 protocol on this Unix socket."
     )
     args = parser.parse_args(argv)
+    die_with_parent()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     asyncio.run(
         serve(engine_factory(), args.repository, args.host, args.port, args.port_file, args.socket)

@@ -7,12 +7,15 @@ and our runners all register or call methods from this one table.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import logging
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 import grpc
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
+from gateway.errors import BadRequest
+from gateway.protocol.grpc_errors import guarded
 from gateway.protocol.pb import v2_pb2 as pb
 
 SERVICE = "inference.GRPCInferenceService"
@@ -32,8 +35,33 @@ METHODS: Mapping[str, tuple[type[Message], type[Message]]] = {
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Message]]
 
 
-def generic_handler(handlers: Mapping[str, Handler]) -> grpc.GenericRpcHandler:
-    """A grpc.aio handler serving `handlers` (method name -> coroutine) under SERVICE."""
+def parse(cls: type[Message], data: bytes) -> Any:
+    """A request message from its bytes; BadRequest (INVALID_ARGUMENT) when undecodable."""
+    try:
+        return cls.FromString(data)
+    except DecodeError:
+        raise BadRequest(f"undecodable {cls.DESCRIPTOR.name} message") from None
+
+
+def _parsing(cls: type[Message], fn: Handler) -> Handler:
+    async def call(data: bytes, context: grpc.aio.ServicerContext) -> Message:
+        return await fn(parse(cls, data), context)
+
+    return call
+
+
+def generic_handler(
+    handlers: Mapping[str, Handler],
+    log: logging.Logger,
+    *,
+    raw: Collection[str] = (),
+) -> grpc.GenericRpcHandler:
+    """A grpc.aio handler serving `handlers` (method name -> coroutine) under SERVICE.
+
+    Requests arrive as bytes and are parsed inside the error mapping (grpc_errors.guarded),
+    so an undecodable message is INVALID_ARGUMENT, never INTERNAL; the methods named in
+    `raw` get the bytes themselves (to look at their size before decoding them).
+    """
     unknown = set(handlers) - set(METHODS)
     if unknown:
         raise ValueError(f"not v2 methods: {sorted(unknown)}")
@@ -41,8 +69,7 @@ def generic_handler(handlers: Mapping[str, Handler]) -> grpc.GenericRpcHandler:
         SERVICE,
         {
             name: grpc.unary_unary_rpc_method_handler(
-                fn,
-                request_deserializer=METHODS[name][0].FromString,
+                guarded(fn if name in raw else _parsing(METHODS[name][0], fn), name, log),
                 response_serializer=METHODS[name][1].SerializeToString,
             )
             for name, fn in handlers.items()

@@ -15,6 +15,8 @@ import os
 import time
 from pathlib import Path
 
+from runners.lifetime import die_with_parent
+
 NAME = "servegate tf runner (TF Serving API; no tensorflow_model_server binary)"
 
 
@@ -72,6 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--port-file", type=Path)
     args = parser.parse_args(argv)
+    die_with_parent()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     asyncio.run(serve(args.repository, args.host, args.port, args.port_file))
 

@@ -22,6 +22,7 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import model_pb2
 
 from gateway.config import load_repository
+from gateway.errors import GatewayError
 
 RUNNER_KIND = "tfserving"
 DEFAULT_SIGNATURE = "serving_default"
@@ -29,13 +30,12 @@ DEFAULT_SIGNATURE = "serving_default"
 log = logging.getLogger("servegate.tf_runner")
 
 
-class ServingError(Exception):
+class ServingError(GatewayError):
     """A failed call, with the gRPC status TF Serving answers for it."""
 
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
-        self.code = code
-        self.message = message
+        self.code = self.grpc_code = code
 
 
 def dtype_name(dtype: int) -> str:

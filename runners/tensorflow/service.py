@@ -28,6 +28,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from gateway.protocol.grpc_errors import guarded
 from runners.tensorflow.servables import Servable, Servables, ServingError, dtype_name
 
 log = logging.getLogger("servegate.tf_runner")
@@ -38,18 +39,15 @@ Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
 
 
 def _statused(fn: Handler[Req, Resp]) -> Handler[Req, Resp]:
-    """Answers ServingError with its code; anything else is INTERNAL (and logged)."""
+    """Answers ServingError with its code; anything else is INTERNAL with an error id
+    (logged), through the one mapping every servicer shares (grpc_errors.guarded)."""
 
     @functools.wraps(fn)
     async def call(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
-        try:
-            return await fn(self, request, context)
-        except ServingError as exc:
-            await context.abort(exc.code, exc.message)
-        except Exception as exc:
-            log.exception("%s failed", fn.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
-        raise AssertionError("unreachable: abort raises")
+        result: Resp = await guarded(functools.partial(fn, self), fn.__name__, log)(
+            request, context
+        )
+        return result
 
     return call
 
