@@ -68,12 +68,20 @@ class ChannelBackend:
 
 
 def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
-    """Every backend channel's options, set in one place."""
+    """Every backend channel's options, set in one place.
+
+    Reconnection backs off from 100 ms to at most 1 s (gRPC's defaults: 1 s to 120 s), so
+    a runner restarted at the same address is reached again within a second. (Not
+    grpc.min_reconnect_backoff_ms: C-core also takes it as the connect timeout, and a
+    busy TorchServe then misses it.)
+    """
     return [
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 1_000),
     ]
 
 

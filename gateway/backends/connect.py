@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from gateway.backends.base import Backend, Clock
 from gateway.backends.tfserving import TFServingBackend
@@ -27,10 +28,17 @@ def connect(
     *,
     max_message_bytes: int,
     clock: Clock = time.monotonic,
+    key_file: Path | None = None,
 ) -> Backend:
-    """A client for `variant` served at `endpoint` under the runner-side name `remote_model`."""
+    """A client for `variant` served at `endpoint` under the runner-side name `remote_model`.
+
+    `key_file`: TorchServe's token-authorization key file (its runner's keys).
+    """
     try:
         cls = BACKENDS[variant.protocol]
     except KeyError:
         raise ValueError(f"no backend client for protocol {variant.protocol!r}") from None
-    return cls(name, endpoint, remote_model, max_message_bytes=max_message_bytes, clock=clock)
+    extra = {"key_file": key_file} if variant.protocol == "torchserve" else {}
+    return cls(
+        name, endpoint, remote_model, max_message_bytes=max_message_bytes, clock=clock, **extra
+    )

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 from gateway.backends.base import map_status
 from gateway.errors import DeadlineExceeded, GatewayError, Unavailable
 from gateway.protocol import framed
+
+log = logging.getLogger(__name__)
 
 _Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -53,9 +56,10 @@ class FramedPool:
                 f"variant '{self.variant}': DEADLINE_EXCEEDED: no answer in {timeout:.3f} s"
             ) from None
         except (OSError, asyncio.IncompleteReadError, framed.FrameError) as exc:
+            log.debug("variant %s: framed socket %s: %r", self.variant, self.path, exc)
             raise Unavailable(
-                f"variant '{self.variant}': UNAVAILABLE: framed socket {self.path}: "
-                f"{type(exc).__name__}: {exc}"
+                f"variant '{self.variant}': UNAVAILABLE: the runner is unreachable "
+                f"({_why(exc)})"
             ) from None
         finally:
             if conn is not None:  # failed, timed out or cancelled mid-frame
@@ -106,3 +110,14 @@ class FramedPool:
 
 def _close(conn: _Conn) -> None:
     conn[1].close()
+
+
+def _why(exc: BaseException) -> str:
+    """What went wrong on the socket, in words that name no path."""
+    if isinstance(exc, asyncio.IncompleteReadError):
+        return "it hung up mid-answer"
+    if isinstance(exc, framed.FrameError):
+        return "it answered a malformed frame"
+    if isinstance(exc, FileNotFoundError | ConnectionRefusedError):
+        return "not listening"
+    return type(exc).__name__

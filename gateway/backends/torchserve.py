@@ -11,8 +11,13 @@ the .mar decodes: one frame per input in `input`, a bundle of output frames back
     INVALID_ARGUMENT / 400              our handler refused the input       -> BadRequest
 
 Readiness is the management API's worker status READY (TorchServe's Ping says Healthy
-while no worker lives). The management gRPC address is the inference port + 1 unless
-given: TorchServe's default layout (7070/7071), kept by our launcher.
+while no worker lives). With TorchServe's token authorization on (our launcher keeps it
+on), every call carries `authorization: Bearer <key>`: the inference key for predictions,
+the management key for worker status, read from the key_file.json TorchServe writes at
+each start. A call refused with PERMISSION_DENIED (TorchServe restarted with new keys)
+re-reads the file and is sent once more: a refused call was never run. The management
+gRPC address is the inference port + 1 unless given: TorchServe's default layout
+(7070/7071), kept by our launcher.
 
 A dead worker fails its requests fast. On "Worker died", or when ready() reads a model
 with no READY worker, every call still in flight to the model is cancelled and answers
@@ -30,11 +35,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 
 import grpc
 from google.protobuf.descriptor import FileDescriptor
 
 from gateway.backends.base import ChannelBackend, Clock, map_rpc_error, timeout_for
+from gateway.backends.torchserve_keys import TorchServeKeys
 from gateway.errors import GatewayError, Unavailable
 from gateway.protocol import torchserve_framing as framing
 from gateway.protocol.pb import torchserve_management_pb2 as mpb
@@ -113,6 +120,7 @@ class TorchServeBackend(ChannelBackend):
         max_message_bytes: int,
         clock: Clock = time.monotonic,
         management_endpoint: str | None = None,
+        key_file: Path | None = None,
     ) -> None:
         super().__init__(
             name, endpoint, remote_model, max_message_bytes=max_message_bytes, clock=clock
@@ -131,6 +139,7 @@ class TorchServeBackend(ChannelBackend):
             request_serializer=mpb.DescribeModelRequest.SerializeToString,
             response_deserializer=mpb.ManagementResponse.FromString,
         )
+        self._keys = TorchServeKeys(key_file)
         self._down = False
         self._checked_at = float("-inf")
         self._inflight: set[grpc.aio.UnaryUnaryCall] = set()
@@ -142,9 +151,20 @@ class TorchServeBackend(ChannelBackend):
                 f"variant '{self.name}': TorchServe has no live worker for '{self.remote_model}'",
                 retry_after=RETRY_AFTER_S,
             )
+        msg = _to_wire(request, self.remote_model)
+        try:
+            return await self._infer(msg, request, deadline)
+        except _Refused:
+            self._keys.reload()
+            return await self._infer(msg, request, deadline)
+
+    async def _infer(
+        self, msg: pb.PredictionsRequest, request: InferRequest, deadline: float
+    ) -> InferResponse:
         call = self._predict(
-            _to_wire(request, self.remote_model),
+            msg,
             timeout=timeout_for(self.name, deadline, self._clock),
+            metadata=self._keys.metadata("inference"),
         )
         self._inflight.add(call)
         try:
@@ -152,6 +172,8 @@ class TorchServeBackend(ChannelBackend):
         except grpc.aio.AioRpcError as exc:
             if _worker_died(exc):
                 self._fail_inflight()
+            if exc.code() == grpc.StatusCode.PERMISSION_DENIED and self._keys.stale():
+                raise _Refused from None
             raise _map_error(self.name, exc) from None
         except asyncio.CancelledError:
             if call not in self._abandoned:
@@ -213,10 +235,14 @@ class TorchServeBackend(ChannelBackend):
         self._checked_at = self._clock()
         try:
             reply = await self._describe(
-                mpb.DescribeModelRequest(model_name=self.remote_model), timeout=READY_TIMEOUT_S
+                mpb.DescribeModelRequest(model_name=self.remote_model),
+                timeout=READY_TIMEOUT_S,
+                metadata=self._keys.metadata("management"),
             )
             described = json.loads(reply.msg)
-        except (grpc.aio.AioRpcError, ValueError):
+        except (grpc.aio.AioRpcError, ValueError) as exc:
+            if isinstance(exc, grpc.aio.AioRpcError) and exc.code() in _AUTH_FAILED:
+                self._keys.reload()
             self._down = True  # unknown, so calls in flight keep their chance
             return False
         ready = any(
@@ -235,3 +261,10 @@ class TorchServeBackend(ChannelBackend):
     async def aclose(self) -> None:
         await super().aclose()
         await self._mgmt_channel.close()
+
+
+_AUTH_FAILED = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
+
+
+class _Refused(Exception):
+    """TorchServe refused the key (it restarted and made new ones): reload and resend."""

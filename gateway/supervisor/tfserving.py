@@ -1,19 +1,17 @@
-"""Supervisor: launches the `tfserving` runner kind locally.
+"""Supervisor: the real `tensorflow_model_server`, when PATH has it, for the `tfserving` kind.
 
-A `tensorflow_model_server` binary on PATH is used as it is: a model_config_file names
-every model with a local tfserving variant, and readiness is its ModelService reporting
-a version AVAILABLE for each. Where there is no binary (this machine: none exists for it
-on Debian or PyPI), the fallback launcher starts our tf runner, which serves the same
-gRPC API over the same SavedModels.
+A model_config_file names every model with a local tfserving variant; readiness (and
+health, afterwards) is its ModelService reporting a version AVAILABLE for each. Where
+there is no binary (this machine: none exists for it on Debian or PyPI), launchers.py
+starts our tf runner instead, which serves the same gRPC API over the same SavedModels.
 """
 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
+import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -21,12 +19,9 @@ import grpc
 from gateway.config import Repository
 from gateway.protocol.pb import tfserving_pb2 as pb
 from gateway.protocol.tfserving_service import TFServingStub
-from gateway.supervisor.process import Runner, RunnerFailed, RunnerProcess, log_tail
+from gateway.supervisor.process import ChildProcess, Runner, RunnerFailed
 
-BINARY = "tensorflow_model_server"
 RUNNER_KIND = "tfserving"
-
-Launcher = Callable[[Repository, Path, str], Runner]
 
 
 def served_models(repository: Repository) -> dict[str, tuple[Path, list[int]]]:
@@ -63,44 +58,62 @@ def _free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-class ModelServerProcess(RunnerProcess):
-    """`tensorflow_model_server` on a chosen port; ready once every model is AVAILABLE."""
+class ModelServerProcess(ChildProcess):
+    """`tensorflow_model_server` on a chosen port (kept across restarts); ready, and
+    healthy, while every model has a version AVAILABLE."""
 
-    def __init__(self, argv: list[str], workdir: Path, port: int, models: list[str]) -> None:
-        super().__init__(
-            RUNNER_KIND, argv, workdir, description="tensorflow_model_server (TF Serving)"
-        )
-        self.port = port
+    def __init__(
+        self, binary: str, config: Path, workdir: Path, host: str, models: list[str]
+    ) -> None:
+        super().__init__(RUNNER_KIND, workdir, description="tensorflow_model_server (TF Serving)")
+        self.binary = binary
+        self.config = config
+        self.host = host
+        self.port = 0
         self.models = models
+
+    def spawn(self, *, fresh_ports: bool = False) -> None:
+        if fresh_ports or not self.port:
+            self.port = _free_port(self.host)
+        argv = [
+            sys.executable, "-m", "runners.guard", "--",  # it dies with the gateway
+            self.binary, f"--port={self.port}", "--rest_api_port=0",
+            f"--model_config_file={self.config}",
+        ]  # fmt: skip
+        self._popen(argv)
 
     async def wait_ready(self, timeout: float, host: str = "127.0.0.1") -> str:
         until = time.monotonic() + timeout
         self.endpoint = f"{host}:{self.port}"
-        async with grpc.aio.insecure_channel(self.endpoint) as channel:
-            stub = TFServingStub(channel)
-            waiting = list(self.models)
-            while waiting:
-                self._check_alive()
-                if time.monotonic() > until:
-                    raise RunnerFailed(
-                        f"{self.name}: {waiting} not AVAILABLE after {timeout:.0f} s\n"
-                        f"{log_tail(self.log_path)}"
-                    )
-                waiting = [m for m in waiting if not await _available(stub, m)]
-                if waiting:
-                    await asyncio.sleep(0.1)
+        waiting = list(self.models)
+        while waiting:
+            self._check_alive()
+            if time.monotonic() > until:
+                raise RunnerFailed(
+                    f"{self.name}: {waiting} not AVAILABLE after {timeout:.0f} s\n"
+                    f"{self.log_tail()}"
+                )
+            waiting = [m for m in waiting if not await self._available(m, 1.0)]
+            if waiting:
+                await asyncio.sleep(0.1)
         self.ready_after_s = time.monotonic() - self.started_at
         return self.endpoint
 
+    async def probe(self, timeout: float) -> bool:
+        for model in self.models:
+            if not await self._available(model, timeout):
+                return False
+        return True
 
-async def _available(stub: TFServingStub, model: str) -> bool:
-    request = pb.GetModelStatusRequest(model_spec=pb.ModelSpec(name=model))
-    try:
-        reply = await stub.GetModelStatus(request, timeout=1.0)
-    except grpc.aio.AioRpcError:
-        return False
-    available = pb.ModelVersionStatus.AVAILABLE
-    return any(v.state == available for v in reply.model_version_status)
+    async def _available(self, model: str, timeout: float) -> bool:
+        request = pb.GetModelStatusRequest(model_spec=pb.ModelSpec(name=model))
+        async with grpc.aio.insecure_channel(self.endpoint) as channel:
+            try:
+                reply = await TFServingStub(channel).GetModelStatus(request, timeout=timeout)
+            except grpc.aio.AioRpcError:
+                return False
+        available = pb.ModelVersionStatus.AVAILABLE
+        return any(v.state == available for v in reply.model_version_status)
 
 
 def model_server(repository: Repository, workdir: Path, host: str, binary: str) -> Runner:
@@ -112,18 +125,4 @@ def model_server(repository: Repository, workdir: Path, host: str, binary: str) 
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "tfserving.models.config"
     config.write_text(model_config_text(models))
-    port = _free_port(host)
-    argv = [binary, f"--port={port}", "--rest_api_port=0", f"--model_config_file={config}"]
-    return ModelServerProcess(argv, workdir, port, sorted(models))
-
-
-def launcher(fallback: Launcher) -> Launcher:
-    """The `tfserving` launcher: the real binary when PATH has it, else `fallback`."""
-
-    def launch(repository: Repository, workdir: Path, host: str) -> Runner:
-        binary = shutil.which(BINARY)
-        if binary is None:
-            return fallback(repository, workdir, host)
-        return model_server(repository, workdir, host, binary)
-
-    return launch
+    return ModelServerProcess(binary, config, workdir, host, sorted(models))
