@@ -1,12 +1,16 @@
-"""Batching: one Batcher per variant coalesces concurrent requests into one runner call.
+"""Batching: one Batcher per variant coalesces concurrent requests into runner calls.
 
-Policy (measured in ../shared/notes/PEERS.md): one batch in flight per variant; a
-request that finds the runner idle is sent at once, so a lone client pays no window;
-requests that arrive while a batch is in flight wait, and all of them (up to
-`max_batch_size` rows) go together when it returns. A full queue refuses at once
-(Overloaded, 429 / RESOURCE_EXHAUSTED) instead of making callers wait for space;
-expired requests are dropped before they are sent. `take_batch` holds every rule and
-is pure; `Batcher` is the thin engine around it.
+Policy (measured in ../shared/notes/PEERS.md): requests that can share a call (equal
+`batch_key`) form a lane, and each lane has one batch in flight; a request that finds its
+lane idle is sent at once, so a lone client pays no window; requests that arrive while
+the lane's batch is in flight wait, and all of them (up to `max_batch_size` rows) go
+together when it returns. Lanes never wait on each other: requests that cannot be stacked
+(other shapes, other runner parameters) do not serialize behind one another. A batch is
+sent with the latest of its members' deadlines, so a member with a short deadline fails
+alone (504 at its own deadline), never the members batched with it. A full queue refuses
+at once (Overloaded, 429 / RESOURCE_EXHAUSTED) instead of making callers wait for space;
+expired requests are dropped before they are sent. `take_batch` holds the rules and is
+pure; `Batcher` and its lanes are the thin engine around it.
 """
 
 from __future__ import annotations
@@ -28,7 +32,11 @@ Clock = Callable[[], float]
 
 
 def batch_key(request: InferRequest) -> Hashable:
-    """Requests with equal keys can be stacked along dim 0 and answered by one call."""
+    """Requests with equal keys can be stacked along dim 0 and answered by one call.
+
+    Only what reaches the runner counts: the dataplane has already dropped the
+    parameters the runner does not read and the output selection it applies itself.
+    """
     return (
         request.model_version,
         tuple((t.name, t.datatype, t.shape[1:]) for t in request.inputs),
@@ -51,12 +59,11 @@ class Pending:
 def take_batch(
     queue: deque[Pending], now: float, max_rows: int
 ) -> tuple[list[Pending], list[Pending]]:
-    """Pops (batch, expired) from the head of `queue`.
+    """Pops (batch, expired) from the head of `queue` (one lane: every key equal).
 
     Expired or abandoned entries at the head are popped into `expired` (abandoned ones
-    are simply dropped); then the contiguous run of entries sharing the head's key,
-    while their rows fit in `max_rows` (a single larger request goes alone). Order is
-    kept; nothing expired is ever in the batch.
+    are simply dropped); then entries while their rows fit in `max_rows` (a single larger
+    request goes alone). Order is kept; nothing expired is ever in the batch.
     """
     batch: list[Pending] = []
     expired: list[Pending] = []
@@ -69,11 +76,17 @@ def take_batch(
         if head.deadline <= now:
             expired.append(queue.popleft())
             continue
-        if batch and (head.key != batch[0].key or rows + head.rows > max_rows):
+        if batch and rows + head.rows > max_rows:
             break
         batch.append(queue.popleft())
         rows += head.rows
     return batch, expired
+
+
+def batch_deadline(batch: list[Pending]) -> float:
+    """The deadline a batch is sent with: its latest member's, so that no member fails
+    because another one gave up sooner."""
+    return max(p.deadline for p in batch)
 
 
 def stack(requests: list[InferRequest]) -> InferRequest:
@@ -118,41 +131,59 @@ def _fail(batch: list[Pending], exc: BaseException) -> None:
             p.future.set_exception(exc)
 
 
+class _Lane:
+    """The queue of one batch key and the task that sends it, one batch at a time."""
+
+    def __init__(self) -> None:
+        self.queue: deque[Pending] = deque()
+        self.wakeup = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+
 class Batcher:
-    """Coalesces requests for one variant; at most one batch in flight."""
+    """Coalesces requests for one variant; one batch in flight per lane."""
 
     def __init__(self, name: str, cfg: BatchingConfig, send: Send, *, clock: Clock) -> None:
         self.name = name
         self.cfg = cfg
         self._send = send
         self._clock = clock
-        self._queue: deque[Pending] = deque()
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._lanes: dict[Hashable, _Lane] = {}
         self._batch_seconds = 0.0  # EWMA of one runner call, for the retry hint
+        self._closed = False
 
     @property
     def queued(self) -> int:
-        return len(self._queue)
+        return sum(len(lane.queue) for lane in self._lanes.values())
+
+    def _live(self) -> int:
+        """Queued entries whose callers still wait (the ones that gave up are dropped)."""
+        for lane in self._lanes.values():
+            lane.queue = deque(p for p in lane.queue if not p.future.done())
+        return self.queued
 
     async def submit(self, request: InferRequest, deadline: float) -> InferResponse:
         """Queues `request` and waits for its rows of a batched answer, until `deadline`."""
-        if len(self._queue) >= self.cfg.max_queue:
-            # Entries whose callers gave up still sit in the queue: count only live ones.
-            self._queue = deque(p for p in self._queue if not p.future.done())
-        if len(self._queue) >= self.cfg.max_queue:
-            wait = self._batch_seconds * len(self._queue) / self.cfg.max_batch_size
+        if self._closed:
+            raise Unavailable(f"variant '{self.name}' is shutting down")
+        if self.queued >= self.cfg.max_queue and self._live() >= self.cfg.max_queue:
+            waiting = self.queued
+            wait = self._batch_seconds * waiting / self.cfg.max_batch_size
             raise Overloaded(
-                f"variant '{self.name}': {len(self._queue)} requests queued (max_queue "
+                f"variant '{self.name}': {waiting} requests queued (max_queue "
                 f"{self.cfg.max_queue})",
                 retry_after=max(wait, 0.05),
             )
         rows = request.inputs[0].shape[0] if request.inputs and request.inputs[0].shape else 1
+        key = batch_key(request)
         future: asyncio.Future[InferResponse] = asyncio.get_running_loop().create_future()
-        self._queue.append(Pending(request, deadline, rows, batch_key(request), future))
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"batcher {self.name}")
-        self._wakeup.set()
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane()
+        lane.queue.append(Pending(request, deadline, rows, key, future))
+        if lane.task is None:
+            lane.task = asyncio.create_task(self._run(key, lane), name=f"batcher {self.name}")
+        lane.wakeup.set()
         try:
             # Cancelling the future on timeout also takes it out of any batch not yet sent.
             return await asyncio.wait_for(future, max(deadline - self._clock(), 0.0))
@@ -161,15 +192,12 @@ class Batcher:
                 f"variant '{self.name}': deadline passed before the runner answered"
             ) from None
 
-    async def _run(self) -> None:
-        while True:
-            if not self._queue:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
+    async def _run(self, key: Hashable, lane: _Lane) -> None:
+        """Sends the lane's batches until it is empty, then retires the lane."""
+        while lane.queue:
             if self.cfg.max_delay_ms > 0:
-                await self._gather_company()
-            batch, expired = take_batch(self._queue, self._clock(), self.cfg.max_batch_size)
+                await self._gather_company(lane)
+            batch, expired = take_batch(lane.queue, self._clock(), self.cfg.max_batch_size)
             for p in expired:
                 if not p.future.done():
                     p.future.set_exception(
@@ -177,23 +205,24 @@ class Batcher:
                     )
             if batch:
                 await self._flush(batch)
+        del self._lanes[key]
 
-    async def _gather_company(self) -> None:
-        """Waits up to max_delay_ms for the queue to fill to a full batch."""
+    async def _gather_company(self, lane: _Lane) -> None:
+        """Waits up to max_delay_ms for the lane to fill to a full batch."""
         until = self._clock() + self.cfg.max_delay_ms / 1000
-        while sum(p.rows for p in self._queue) < self.cfg.max_batch_size:
+        while sum(p.rows for p in lane.queue) < self.cfg.max_batch_size:
             left = until - self._clock()
             if left <= 0:
                 return
-            self._wakeup.clear()
+            lane.wakeup.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), left)
+                await asyncio.wait_for(lane.wakeup.wait(), left)
 
     async def _flush(self, batch: list[Pending]) -> None:
         started = self._clock()
         try:
             merged = stack([p.request for p in batch])
-            response = await self._send(merged, min(p.deadline for p in batch))
+            response = await self._send(merged, batch_deadline(batch))
             parts = split(response, [p.rows for p in batch])
         except asyncio.CancelledError:
             _fail(batch, Unavailable(f"variant '{self.name}' is shutting down"))
@@ -209,10 +238,16 @@ class Batcher:
                 p.future.set_result(part)
 
     async def aclose(self) -> None:
-        """Stops the engine; whatever is still queued fails as unavailable."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        _fail(list(self._queue), Unavailable(f"variant '{self.name}' is shutting down"))
-        self._queue.clear()
+        """Stops the engine; whatever is still queued or in flight fails as unavailable."""
+        self._closed = True
+        lanes = list(self._lanes.values())
+        for lane in lanes:
+            if lane.task is not None:
+                lane.task.cancel()
+        for lane in lanes:
+            if lane.task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await lane.task
+            _fail(list(lane.queue), Unavailable(f"variant '{self.name}' is shutting down"))
+            lane.queue.clear()
+        self._lanes.clear()

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +18,6 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import grpc
 import httpx
 import numpy as np
 import typer
@@ -32,8 +34,9 @@ from gateway.config import (
 )
 from gateway.protocol.framed import socket_path
 from gateway.server import Gateway, build_dataplane
-from gateway.supervisor import RunnerFailed, Supervisor
-from gateway.supervisor.supervisor import needed_runners
+from gateway.supervisor import Probing, RunnerFailed, Supervisor, needed_runners
+from gateway.supervisor.restarts import RestartPolicy
+from gateway.supervisor.torchserve import TorchServeRunner
 
 app = typer.Typer(
     help="servegate: one KServe v2 gateway over PyTorch, TensorFlow, ONNX and JAX.",
@@ -140,6 +143,29 @@ def _example(repo: Repository, settings: Settings, http_port: int) -> str:
     )
 
 
+def _supervisor(
+    settings: Settings, repo: Repository, workdir: Path, kinds: list[str]
+) -> Supervisor:
+    wanted = {k.strip() for k in settings.standby.split(",") if k.strip()}
+    return Supervisor(
+        repo,
+        workdir,
+        host="127.0.0.1",
+        framed=settings.runner_sockets,
+        standby=set(kinds) if "all" in wanted else wanted,
+        policy=RestartPolicy(
+            backoff_s=settings.restart_backoff_s,
+            crash_loop_deaths=settings.crash_loop_deaths,
+            crash_loop_window_s=settings.crash_loop_window_s,
+        ),
+        probing=Probing(
+            interval_s=settings.probe_interval_s,
+            timeout_s=settings.probe_timeout_s,
+            failures=settings.probe_failures,
+        ),
+    )
+
+
 async def _serve(
     settings: Settings,
     repo: Repository,
@@ -148,7 +174,7 @@ async def _serve(
     ready_file: Path | None = None,
 ) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="servegate-run-"))
-    supervisor = Supervisor(repo, workdir, host="127.0.0.1")
+    supervisor = _supervisor(settings, repo, workdir, kinds)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -160,12 +186,15 @@ async def _serve(
                 t0 = time.perf_counter()
                 await supervisor.start(kinds)
             console.print(f"runners ready in {time.perf_counter() - t0:.1f} s")
-            endpoints = supervisor.gateway_endpoints(framed=settings.runner_sockets)
-        else:
-            endpoints = {}
-        endpoints.update(external)
-        gateway = Gateway(build_dataplane(settings, repo, endpoints), settings)
+        endpoints = {**supervisor.gateway_endpoints(), **external}
+        key_files = {
+            kind: r.key_file
+            for kind, r in supervisor.runners.items()
+            if isinstance(r, TorchServeRunner)
+        }
+        gateway = Gateway(build_dataplane(settings, repo, endpoints, key_files=key_files), settings)
         await gateway.start()
+        supervisor.serve(gateway.dataplane)
         console.print(await _variant_table(repo, supervisor, gateway, endpoints))
         console.print(
             f"[bold green]servegate ready[/]  HTTP http://{settings.host}:{gateway.http_port}/v2  "
@@ -176,11 +205,12 @@ async def _serve(
         if ready_file is not None:
             _write_ready_file(ready_file, gateway, supervisor, endpoints)
         await stop.wait()
-        console.print("stopping...")
+        console.print("stopping: draining requests in flight...")
     finally:
         if gateway is not None:
             await gateway.stop()
-        supervisor.stop()
+        await supervisor.aclose()
+        shutil.rmtree(workdir, ignore_errors=True)  # logs, sockets, port files, caches
 
 
 def _write_ready_file(
@@ -189,6 +219,7 @@ def _write_ready_file(
     """What scripts and tests need to find a `servegate up` started on port 0. A runner's
     `endpoint` is its gRPC address; `gateway_endpoint` is where the gateway forwards."""
     doc = {
+        "pid": os.getpid(),
         "http_port": gateway.http_port,
         "grpc_port": gateway.grpc_port,
         "runners": {
@@ -206,6 +237,15 @@ def _write_ready_file(
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc))
     tmp.replace(path)
+
+
+def _logging(settings: Settings) -> None:
+    """The gateway's and the supervisor's log lines (runner deaths, restarts, hangs) on
+    stderr; uvicorn keeps its own."""
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
 
 def _run(coro: object) -> None:
@@ -229,6 +269,13 @@ def up(
     ready_file: Annotated[
         Path | None, typer.Option(help="Write ports and runner pids here (JSON) once ready.")
     ] = None,
+    standby: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Keep a warm second instance of this runner kind (repeatable, or 'all'); "
+            "it takes over at once when the first dies (env SERVEGATE_STANDBY)."
+        ),
+    ] = None,
     runner_sockets: Annotated[
         bool | None,
         typer.Option(
@@ -244,8 +291,11 @@ def up(
     settings = Settings(host=host, http_port=http_port, grpc_port=grpc_port, repository=repository)
     if runner_sockets is not None:  # the flag, when given, overrides the environment
         settings = settings.model_copy(update={"runner_sockets": runner_sockets})
+    if standby:
+        settings = settings.model_copy(update={"standby": ",".join(standby)})
     repo = _load(repository)
     kinds = runner if runner else needed_runners(repo)
+    _logging(settings)
     try:
         _run(_serve(settings, repo, kinds, {}, ready_file))
     except RunnerFailed as exc:
@@ -256,7 +306,7 @@ def up(
 @app.command()
 def serve(
     runner_endpoint: Annotated[list[str], typer.Option(help="KIND=host:port of a running runner.")],
-    host: Annotated[str, typer.Option()] = "0.0.0.0",
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
     http_port: Annotated[int, typer.Option()] = 8000,
     grpc_port: Annotated[int, typer.Option()] = 8001,
     repository: RepoOpt = DEFAULT_REPOSITORY,
@@ -264,6 +314,7 @@ def serve(
     """The gateway alone, in front of runners started elsewhere (containers)."""
     endpoints = dict(item.split("=", 1) for item in runner_endpoint)
     settings = Settings(host=host, http_port=http_port, grpc_port=grpc_port, repository=repository)
+    _logging(settings)
     _run(_serve(settings, _load(repository), [], endpoints))
 
 
@@ -276,6 +327,12 @@ def infer(
     variant: Annotated[str | None, typer.Option(help="Pin a variant.")] = None,
     sample: Annotated[int, typer.Option(help="Which held-out sample to send.")] = 0,
     input_file: Annotated[Path | None, typer.Option(help=".npy file to send instead.")] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="SERVEGATE_API_KEY", help="Key for a gateway with keys.")
+    ] = None,
+    tls_ca: Annotated[
+        Path | None, typer.Option(help="CA certificate of a TLS gateway (use an https URL).")
+    ] = None,
     repository: RepoOpt = DEFAULT_REPOSITORY,
 ) -> None:
     """Send one request (a held-out sample by default) and print the answer."""
@@ -297,10 +354,12 @@ def infer(
     t0 = time.perf_counter()
     try:
         if protocol == "grpc":
-            with grpc.insecure_channel(grpc_address) as channel:
-                response = client.infer_grpc(channel, model, inputs, variant=variant)
+            with client.grpc_channel(grpc_address, ca=tls_ca) as channel:
+                response = client.infer_grpc(
+                    channel, model, inputs, variant=variant, api_key=api_key
+                )
         else:
-            with client.http_client(url) as http:
+            with client.http_client(url, api_key=api_key, ca=tls_ca) as http:
                 response = client.infer_http(
                     http, model, inputs, binary=protocol == "binary", variant=variant
                 )

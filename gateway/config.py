@@ -14,24 +14,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.kinds import KINDS, RunnerKind
 from gateway.tensors import DATATYPES
 
 log = logging.getLogger("servegate.repository")
-
-RunnerKind = Literal["onnx", "jax", "torchserve", "tfserving", "v2"]
-
-# The wire protocol each runner kind speaks; the gateway has one client per protocol.
-# "v2" names any external KServe v2 gRPC server (Triton, MLServer, KServe).
-PROTOCOL_OF_RUNNER: Mapping[str, str] = {
-    "onnx": "v2",
-    "jax": "v2",
-    "v2": "v2",
-    "torchserve": "torchserve",
-    "tfserving": "tfserving",
-}
 
 DEFAULT_REPOSITORY = Path(__file__).resolve().parent.parent / "model_repo"
 
@@ -51,6 +48,50 @@ class Settings(BaseSettings):
     """Largest request body (HTTP) or message (gRPC) accepted; larger ones get 413."""
     default_timeout_s: float = 10.0
     """Deadline for a request that carries none; passed on to the runner."""
+    max_concurrency: int = 128
+    """Requests in flight per variant, batched or not, unless model.yaml's `limits` says
+    otherwise; past it the gateway answers 429 / RESOURCE_EXHAUSTED at once."""
+    max_queued_bytes: int = 256 * 1024 * 1024
+    """Bytes of request bodies the gateway holds at once; past it, 429 (and 413 for a body
+    larger than this budget could ever admit)."""
+    body_timeout_s: float = 30.0
+    """A client must have sent its whole HTTP body within this time (else 408)."""
+    shutdown_grace_s: float = 10.0
+    """On SIGTERM: readiness goes NOT_SERVING, then requests in flight get this long."""
+    drain_delay_s: float = 0.0
+    """On SIGTERM: how long to keep accepting after readiness goes NOT_SERVING, so load
+    balancers notice first (Kubernetes: a few seconds)."""
+    hang_timeout_s: float = 15.0
+    """A runner call unanswered this long (or one that gave up at its deadline) gets its
+    variant a probe request; a probe unanswered this long means the runner hung (0: off)."""
+    restart_backoff_s: float = 0.25
+    """Delay before restarting a runner that died; doubles with each recent death."""
+    crash_loop_deaths: int = 5
+    crash_loop_window_s: float = 60.0
+    """A runner that dies crash_loop_deaths times within this window is marked FAILED."""
+    standby: str = ""
+    """Runner kinds (comma-separated, or `all`) that `servegate up` keeps a warm second
+    instance of: it takes over at once when the first dies, where a restart costs the
+    framework's cold start. Costs that runner's memory twice."""
+    probe_interval_s: float = 1.0
+    """How often `servegate up` reads each runner's health."""
+    probe_timeout_s: float = 2.0
+    probe_failures: int = 3
+    """Health probes missed in a row before a runner is taken for hung and restarted."""
+    api_keys_file: Path | None = None
+    """API keys, one `infer:<key>` or `admin:<key>` a line. No keys at all: auth is off."""
+    infer_keys: SecretStr = SecretStr("")
+    """More `infer` keys, comma-separated: inference, metadata, health."""
+    admin_keys: SecretStr = SecretStr("")
+    """More `admin` keys, comma-separated: everything, repository and management routes too."""
+    health_scope: Literal["open", "infer"] = "infer"
+    """`open` for probes that cannot send a key (Kubernetes gRPC probes)."""
+    metrics_scope: Literal["open", "infer", "admin"] = "infer"
+    tls_certfile: Path | None = None
+    """Serve HTTPS and gRPC over TLS with this certificate (PEM) and tls_keyfile."""
+    tls_keyfile: Path | None = None
+    tls_client_ca: Path | None = None
+    """Require client certificates signed by this CA (mutual TLS)."""
     log_level: str = "info"
     runner_sockets: bool = True
     """Forward to our local v2 runners (onnx, jax) over their framed Unix socket rather than
@@ -107,8 +148,9 @@ class Signature(_Frozen):
 class VariantConfig(_Frozen):
     """One framework's build of the model, and where it is served."""
 
-    runner: RunnerKind
-    """Which runner serves it: onnx, jax, torchserve, tfserving, or an external v2 server."""
+    runner: str
+    """Which runner serves it: onnx, jax, torchserve, tfserving, or an external v2 server
+    (gateway/kinds.py lists the kinds)."""
     artifact: str = ""
     """The artifact's path inside a version folder (built by `servegate models build`)."""
     endpoint: str | None = None
@@ -116,9 +158,20 @@ class VariantConfig(_Frozen):
     settings: dict[str, Any] = Field(default_factory=dict)
     """Runner-specific settings (threads, batch buckets, ...)."""
 
+    @field_validator("runner")
+    @classmethod
+    def _known_runner(cls, v: str) -> str:
+        if v not in KINDS:
+            raise ValueError(f"unknown runner {v!r}; one of {sorted(KINDS)}")
+        return v
+
+    @property
+    def kind(self) -> RunnerKind:
+        return KINDS[self.runner]
+
     @property
     def protocol(self) -> str:
-        return PROTOCOL_OF_RUNNER[self.runner]
+        return self.kind.protocol
 
 
 class BatchingConfig(_Frozen):
@@ -131,6 +184,13 @@ class BatchingConfig(_Frozen):
     batch is in flight are batched anyway, so a lone client pays nothing."""
     max_queue: int = Field(default=256, ge=1)
     """Requests waiting per variant; past it the gateway answers 429 / RESOURCE_EXHAUSTED."""
+
+
+class LimitsConfig(_Frozen):
+    """Admission bounds for every variant of the model (gateway/admission.py)."""
+
+    max_concurrency: int = Field(ge=1)
+    """Requests admitted and not yet answered, per variant; past it, 429 at once."""
 
 
 class RoutingConfig(_Frozen):
@@ -153,7 +213,10 @@ class ModelConfig(_Frozen):
     batching: BatchingConfig | None = None
     """Dynamic batching for every variant of the model; absent: each request goes alone.
     Needs a batch dimension: every input and output shape starts with -1."""
+    limits: LimitsConfig | None = None
+    """Admission bounds; absent: the gateway's defaults (SERVEGATE_MAX_CONCURRENCY)."""
     default_timeout_ms: int | None = Field(default=None, gt=0)
+    """Deadline of a request that carries none (no gRPC deadline, no `timeout`)."""
 
     @field_validator("versions", mode="before")
     @classmethod

@@ -1,42 +1,47 @@
-"""DataPlane: the one object both front ends call. Validates, picks a variant, forwards.
+"""DataPlane: the one object both front ends call. Admits, validates, picks a variant, forwards.
 
 api/http.py and api/grpc.py only translate bytes to InferRequest and back; everything
-a request means (model lookup, version, signature check, variant choice, deadline,
-output selection) happens here, once for both protocols.
+a request means (admission, model lookup, version, signature check, variant choice,
+deadline, what reaches the runner, output selection) happens here, once for both
+protocols. Each variant's machinery (backend, batcher, runner status) is a ServedVariant.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from gateway import __version__
+from gateway.admission import Admission, Ticket
 from gateway.backends.base import Backend
-from gateway.batching import Batcher, Send
 from gateway.config import ModelConfig, Repository
-from gateway.errors import GatewayError, ModelNotFound, Unavailable
+from gateway.errors import BadRequest, GatewayError, ModelNotFound, Unavailable
+from gateway.health import RunnerState, RunnerStatus, Watchdog
 from gateway.metrics import Metrics
 from gateway.protocol import signature
+from gateway.protocol.grpc_errors import internal
 from gateway.router import selection
 from gateway.tensors import InferRequest, InferResponse
+from gateway.variant import ServedVariant
 
 log = logging.getLogger(__name__)
 
-# Request parameters the gateway acts on itself; the rest go on to the runner.
+# Request parameters the gateway acts on itself; they never reach a runner.
 CONSUMED = frozenset({selection.PIN_PARAMETER, "timeout", "binary_data_output"})
 
 EXTENSIONS = ("binary_tensor_data", "servegate_variants")
 
-PLATFORMS: Mapping[str, str] = {
-    "onnx": "onnx_onnxv1",
-    "jax": "jax_export",
-    "torchserve": "pytorch_torchscript",
-    "tfserving": "tensorflow_savedmodel",
-    "v2": "v2",
-}
+MAX_TIMEOUT_S = 24 * 3600.0
+"""A deadline further away than this means none in particular: it is cut to this."""
+
+Connect = Callable[[ModelConfig, str, str, Path | None], Backend]
+"""(model, variant name, endpoint, key file) -> a backend client: how a moved runner
+(a restart on new ports, a standby taking over) is reached."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -59,38 +64,41 @@ class DataPlane:
         default_timeout_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         metrics: Metrics | None = None,
+        max_concurrency: int = 128,
+        max_queued_bytes: int = 256 * 1024 * 1024,
+        hang_timeout_s: float = 0.0,
+        connect: Connect | None = None,
     ) -> None:
         self.repository = repository
-        self._backends = dict(backends)
         self.metrics = metrics if metrics is not None else Metrics()
-        self._default_timeout_s = default_timeout_s
         self.clock = clock
-        # What a request is handed to: the variant's batcher, or straight to the backend.
-        self._senders: dict[tuple[str, str], Send] = {}
-        self._batchers: list[Batcher] = []
-        for (model, variant), backend in self._backends.items():
-            send = self._recorded(model, variant, backend)
-            cfg = repository[model].batching
-            if cfg is not None:
-                batcher = Batcher(f"{model}@{variant}", cfg, send, clock=clock)
-                self._batchers.append(batcher)
-                send = batcher.submit
-            self._senders[(model, variant)] = send
-
-    def _recorded(self, model: str, variant: str, backend: Backend) -> Send:
-        """The backend's infer, timed and counted per runner call (one per batch)."""
-
-        async def send(request: InferRequest, deadline: float) -> InferResponse:
-            self.metrics.batch_rows.labels(model, variant).observe(
-                request.inputs[0].shape[0] if request.inputs[0].shape else 1
+        self.admission = Admission(max_queued_bytes=max_queued_bytes)
+        self.watchdog = Watchdog(hang_timeout_s=hang_timeout_s, on_stuck=self._stuck, clock=clock)
+        self.on_stuck: Callable[[str, str], None] | None = None
+        """Told (runner kind, reason) when a local runner is found hung: the supervisor."""
+        self.draining = False
+        self.live_check: Callable[[], bool] = lambda: True
+        """The gateway's own health (its front ends), set by whoever serves this dataplane."""
+        self._default_timeout_s = default_timeout_s
+        self._max_concurrency = max_concurrency
+        self._connect = connect
+        self._restarts: dict[str, int] = {}
+        self._runners: dict[str, RunnerStatus] = {}
+        self._variants: dict[tuple[str, str], ServedVariant] = {}
+        for (model, variant), backend in backends.items():
+            served = ServedVariant(
+                repository[model], variant, backend, metrics=self.metrics, clock=clock
             )
-            start = self.clock()
-            try:
-                return await backend.infer(request, deadline=deadline)
-            finally:
-                self.metrics.backend_seconds.labels(model, variant).observe(self.clock() - start)
+            self.watchdog.watch(served.key, served.probe, served.progress)
+            self._variants[(model, variant)] = served
+        self.metrics.watch_load(self._inflight, lambda: self.admission.queued_bytes)
 
-        return send
+    def start(self) -> None:
+        """Starts the background work (the watchdog); call from the serving event loop."""
+        self.watchdog.start()
+
+    def _inflight(self) -> dict[str, int]:
+        return {s.key: self.admission.inflight(s.key) for s in self._variants.values()}
 
     def resolve(self, model_name: str, version: str = "", *pins: str | None) -> Target:
         """Looks up model, version and variant; 404 for any unknown one."""
@@ -105,6 +113,35 @@ class DataPlane:
         variant = selection.choose(model, alias_pin, *pins)
         return Target(model, version or model.latest_version, variant)
 
+    def admit(
+        self, model_name: str, version: str, pin: str | None, nbytes: int, protocol: str = ""
+    ) -> Ticket:
+        """Admission before the body is read: the variant the URL and headers name, and
+        the body's declared size. 404, 413 or 429 here, at once (and counted)."""
+        model = variant = ""
+        ticket = None
+        try:
+            target = self.resolve(model_name, version, pin)
+            model, variant = target.model.name, target.variant
+            ticket = self.hold(nbytes)
+            self._enter(ticket, target)
+        except GatewayError as exc:
+            if ticket is not None:
+                ticket.release()
+            self.metrics.requests.labels(model, variant, protocol, type(exc).__name__).inc()
+            raise
+        return ticket
+
+    def hold(self, nbytes: int) -> Ticket:
+        """Admission of `nbytes` of request before it is decoded (413 or 429)."""
+        return self.admission.hold(nbytes)
+
+    def _enter(self, ticket: Ticket, target: Target) -> None:
+        served = self._served(target)
+        limits = target.model.limits
+        limit = limits.max_concurrency if limits is not None else self._max_concurrency
+        ticket.enter(served.key, limit, served.retry_after)
+
     async def infer(
         self,
         request: InferRequest,
@@ -112,29 +149,39 @@ class DataPlane:
         deadline: float | None = None,
         pin: str | None = None,
         protocol: str = "",
+        ticket: Ticket | None = None,
     ) -> InferResponse:
         """Validates `request`, sends it to the chosen variant, and answers in the client's names.
 
-        The deadline is the earliest of the caller's (gRPC), the request's `timeout`
-        parameter (microseconds, Triton's convention) and the model's default. `protocol`
-        (http or grpc) only labels the metrics.
+        The deadline is the earliest of the caller's own (gRPC's) and the request's
+        `timeout` parameter (microseconds, Triton's convention); the model's default only
+        when the caller gave neither. `ticket` is the admission the front end took before
+        decoding; without one, the request is admitted here. `protocol` (http or grpc)
+        only labels the metrics.
         """
         start = self.clock()
         model, variant = "", ""  # labels only once known: never a client's free text
+        own = ticket is None
+        if ticket is None:
+            ticket = self.hold(sum(t.data.nbytes for t in request.inputs))
         try:
             target = self.resolve(
                 request.model_name, request.model_version, pin, _param_pin(request)
             )
             model, variant = target.model.name, target.variant
+            self._enter(ticket, target)
             response = await self._infer(request, target, deadline)
         except GatewayError as exc:
             self.metrics.requests.labels(model, variant, protocol, type(exc).__name__).inc()
             raise
         except Exception as exc:
-            # A bug or an unforeseen backend failure: logged here, answered as a 500.
-            log.exception("unexpected error serving %s@%s", model, variant)
+            # A bug or an unforeseen backend failure: logged with an error id, answered as
+            # a 500 that carries only that id.
             self.metrics.requests.labels(model, variant, protocol, "GatewayError").inc()
-            raise GatewayError(f"internal error: {type(exc).__name__}: {exc}") from exc
+            raise internal(log, f"serving {model}@{variant}") from exc
+        finally:
+            if own:
+                ticket.release()
         self.metrics.requests.labels(model, variant, protocol, "ok").inc()
         self.metrics.request_seconds.labels(model, variant, protocol).observe(self.clock() - start)
         return response
@@ -144,17 +191,23 @@ class DataPlane:
     ) -> InferResponse:
         signature.check(request, target.model.signature)
         deadline = self._deadline(request, target.model, deadline)
-        send = self._sender(target)
+        served = self._served(target)
+        wanted = served.config.kind.parameters
         forwarded = dataclasses.replace(
             request,
             model_version=target.version,
-            parameters={k: v for k, v in request.parameters.items() if k not in CONSUMED},
+            outputs=(),  # every output comes back; the gateway picks what was asked for
+            parameters={
+                k: v
+                for k, v in request.parameters.items()
+                if k not in CONSUMED and (wanted is None or k in wanted)
+            },
         )
-        response = await send(forwarded, deadline)
+        response = await served.infer(forwarded, deadline)
         outputs = response.outputs
         if request.outputs:
-            wanted = {o.name for o in request.outputs}
-            outputs = tuple(t for t in outputs if t.name in wanted)
+            asked = {o.name for o in request.outputs}
+            outputs = tuple(t for t in outputs if t.name in asked)
         return InferResponse(
             model_name=request.model_name,
             model_version=target.version,
@@ -164,27 +217,74 @@ class DataPlane:
         )
 
     def _deadline(self, request: InferRequest, model: ModelConfig, given: float | None) -> float:
-        timeout = request.parameters.get("timeout")
-        if isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout > 0:
-            seconds = timeout / 1e6
-        elif model.default_timeout_ms is not None:
-            seconds = model.default_timeout_ms / 1000
-        else:
-            seconds = self._default_timeout_s
-        own = self.clock() + seconds
-        return own if given is None else min(given, own)
+        now = self.clock()
+        own = _timeout_s(request.parameters.get("timeout"))
+        if given is None and own is None:
+            seconds = (
+                model.default_timeout_ms / 1000
+                if model.default_timeout_ms is not None
+                else self._default_timeout_s
+            )
+            return now + seconds
+        candidates = [d for d in (given, None if own is None else now + own) if d is not None]
+        return min(min(candidates), now + MAX_TIMEOUT_S)
 
-    def _sender(self, target: Target) -> Send:
-        send = self._senders.get((target.model.name, target.variant))
-        if send is None:
+    def _served(self, target: Target) -> ServedVariant:
+        served = self._variants.get((target.model.name, target.variant))
+        if served is None:
             raise Unavailable(
                 f"variant '{target.variant}' of model '{target.model.name}' is not served"
             )
-        return send
+        return served
+
+    def runner_status(self, status: RunnerStatus) -> None:
+        """The supervisor's word on a local runner: every variant it serves follows it, and
+        reaches it at its (new) endpoint once it is READY again."""
+        self._runners[status.kind] = status
+        up = status.state is RunnerState.READY
+        self.metrics.runner_up.labels(status.kind).set(1 if up else 0)
+        counted = self._restarts.get(status.kind, 0)
+        if status.restarts > counted:
+            self.metrics.runner_restarts.labels(status.kind).inc(status.restarts - counted)
+            self._restarts[status.kind] = status.restarts
+        for served in self._variants.values():
+            if served.config.runner != status.kind or served.config.endpoint:
+                continue
+            served.status = status
+            moved = getattr(served.backend, "endpoint", status.endpoint) != status.endpoint
+            if up and moved and status.endpoint and self._connect is not None:
+                log.warning("variant %s: its runner moved to %s", served.key, status.endpoint)
+                served.repoint(
+                    self._connect(served.model, served.name, status.endpoint, status.key_file)
+                )
+
+    def runners(self) -> list[dict[str, Any]]:
+        """The local runners as the supervisor last reported them (an admin's view)."""
+        return [
+            {
+                "kind": st.kind,
+                "state": st.state.value,
+                "reason": st.reason,
+                "restarts": st.restarts,
+                "pid": st.pid,
+                "endpoint": st.endpoint,
+                "standby": st.standby,
+            }
+            for st in self._runners.values()
+        ]
+
+    def _stuck(self, key: str, reason: str) -> None:
+        model, _, variant = key.partition("@")
+        served = self._variants.get((model, variant))
+        if served is None:
+            return
+        self.metrics.variant_stuck.labels(model, variant).inc()
+        if not served.config.endpoint and self.on_stuck is not None:
+            self.on_stuck(served.config.runner, f"variant {key}: {reason}")
 
     async def variant_ready(self, model: str, variant: str) -> bool:
-        backend = self._backends.get((model, variant))
-        ready = backend is not None and await backend.ready()
+        served = self._variants.get((model, variant))
+        ready = served is not None and await served.ready()
         self.metrics.variant_up.labels(model, variant).set(1 if ready else 0)
         return ready
 
@@ -192,8 +292,13 @@ class DataPlane:
         target = self.resolve(model_name, version, pin)
         return await self.variant_ready(target.model.name, target.variant)
 
+    def server_live(self) -> bool:
+        return self.live_check()
+
     async def server_ready(self) -> bool:
-        """Ready when every model's default variant is."""
+        """Ready when not draining and every model's default variant is."""
+        if self.draining:
+            return False
         for model in self.repository.values():
             if not await self.variant_ready(model.name, model.routing.default):
                 return False
@@ -202,6 +307,15 @@ class DataPlane:
     def server_metadata(self) -> dict[str, Any]:
         return {"name": "servegate", "version": __version__, "extensions": list(EXTENSIONS)}
 
+    async def _variant_state(self, model: ModelConfig, name: str) -> dict[str, str]:
+        served = self._variants.get((model.name, name))
+        down = served.unavailable() if served is not None else None
+        if served is not None and served.status is not None and down is not None:
+            return {"state": served.status.state.value, "reason": served.status.reason}
+        if await self.variant_ready(model.name, name):
+            return {"state": "READY"}
+        return {"state": "UNAVAILABLE", "reason": "its runner does not answer ready"}
+
     async def model_metadata(
         self, model_name: str, version: str = "", pin: str | None = None
     ) -> dict[str, Any]:
@@ -209,22 +323,20 @@ class DataPlane:
         target = self.resolve(model_name, version, pin)
         model = target.model
         sig = model.signature
-        variants = []
-        for name, v in model.variants.items():
-            ready = await self.variant_ready(model.name, name)
-            variants.append(
-                {
-                    "name": name,
-                    "runner": v.runner,
-                    "protocol": v.protocol,
-                    "platform": PLATFORMS[v.runner],
-                    "state": "READY" if ready else "UNAVAILABLE",
-                }
-            )
+        variants = [
+            {
+                "name": name,
+                "runner": v.runner,
+                "protocol": v.protocol,
+                "platform": v.kind.platform,
+                **await self._variant_state(model, name),
+            }
+            for name, v in model.variants.items()
+        ]
         return {
             "name": model_name,
             "versions": list(model.versions),
-            "platform": PLATFORMS[model.variants[target.variant].runner],
+            "platform": model.variants[target.variant].kind.platform,
             "inputs": [s.model_dump() | {"shape": list(s.shape)} for s in sig.inputs],
             "outputs": [s.model_dump() | {"shape": list(s.shape)} for s in sig.outputs],
             "parameters": {"default_variant": model.routing.default, "variant": target.variant},
@@ -232,12 +344,25 @@ class DataPlane:
         }
 
     async def aclose(self) -> None:
-        for batcher in self._batchers:
-            await batcher.aclose()
-        for backend in self._backends.values():
-            await backend.aclose()
+        await self.watchdog.aclose()
+        for served in self._variants.values():
+            await served.aclose()
 
 
 def _param_pin(request: InferRequest) -> str | None:
     value = request.parameters.get(selection.PIN_PARAMETER)
     return value if isinstance(value, str) else None
+
+
+def _timeout_s(value: object) -> float | None:
+    """Triton's `timeout` parameter (microseconds) in seconds; None when absent or 0.
+    Anything but a finite non-negative number is a bad request."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise BadRequest("parameter 'timeout' must be a number of microseconds")
+    if value < 0:
+        raise BadRequest("parameter 'timeout' must not be negative")
+    if value > MAX_TIMEOUT_S * 1e6:
+        return MAX_TIMEOUT_S
+    return value / 1e6 if value else None

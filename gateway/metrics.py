@@ -6,7 +6,11 @@ are passed explicitly by the one caller that knows them (the DataPlane).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 # Latency buckets from 0.25 ms (a cached small-model call) to 10 s (a cold compile).
 LATENCY_BUCKETS = (
@@ -42,7 +46,48 @@ class Metrics:
             "servegate_variant_up", "1 when the variant's runner answered ready at last check.",
             ["model", "variant"], registry=r,
         )  # fmt: skip
+        self.runner_restarts = Counter(
+            "servegate_runner_restarts", "Restarts of a local runner by the supervisor.",
+            ["runner"], registry=r,
+        )  # fmt: skip
+        self.runner_up = Gauge(
+            "servegate_runner_up", "1 while the supervisor reports the runner READY.",
+            ["runner"], registry=r,
+        )  # fmt: skip
+        self.variant_stuck = Counter(
+            "servegate_variant_stuck", "Times the watchdog found a variant's runner hung.",
+            ["model", "variant"], registry=r,
+        )  # fmt: skip
+
+    def watch_load(
+        self, inflight: Callable[[], Mapping[str, int]], queued_bytes: Callable[[], int]
+    ) -> None:
+        """Gauges read at scrape time (nothing on the request path): requests in flight per
+        variant (`model@variant`) and the request bytes the gateway holds."""
+        self.registry.register(_LoadCollector(inflight, queued_bytes))
 
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes."""
         return generate_latest(self.registry)
+
+
+class _LoadCollector(Collector):
+    def __init__(
+        self, inflight: Callable[[], Mapping[str, int]], queued_bytes: Callable[[], int]
+    ) -> None:
+        self._inflight = inflight
+        self._queued_bytes = queued_bytes
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "servegate_inflight_requests", "Requests admitted and not yet answered.",
+            labels=["model", "variant"],
+        )  # fmt: skip
+        for key, n in self._inflight().items():
+            model, _, variant = key.partition("@")
+            family.add_metric([model, variant], n)
+        yield family
+        yield GaugeMetricFamily(
+            "servegate_queued_request_bytes", "Request bytes the gateway holds now.",
+            value=self._queued_bytes(),
+        )  # fmt: skip

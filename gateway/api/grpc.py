@@ -1,12 +1,12 @@
 """API: the grpc.aio `inference.GRPCInferenceService` front end over the DataPlane.
 
-Each method translates protobufs to the DataPlane's terms and back; one wrapper maps
-every GatewayError to its status code, with a retry hint in the trailing metadata.
+Each method translates protobufs to the DataPlane's terms and back; errors become status
+codes in the one mapping every servicer shares (protocol/grpc_errors.py). ModelInfer
+takes the message as bytes: admission sees its size before anything decodes it.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,33 +15,14 @@ import grpc
 from google.protobuf.message import Message
 
 from gateway.dataplane import DataPlane
-from gateway.errors import GatewayError
 from gateway.protocol import v2_grpc
 from gateway.protocol.pb import v2_pb2 as pb
-from gateway.protocol.v2_service import generic_handler
+from gateway.protocol.v2_service import generic_handler, parse
 from gateway.router.selection import PIN_HEADER
 
 log = logging.getLogger(__name__)
 
 Method = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Message]]
-
-
-def _mapped(fn: Method) -> Method:
-    @functools.wraps(fn)
-    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Message:
-        try:
-            return await fn(request, context)
-        except GatewayError as exc:
-            error = exc
-        except Exception as exc:
-            log.exception("unexpected error in %s", fn.__name__)
-            error = GatewayError(f"internal error: {type(exc).__name__}: {exc}")
-        if error.retry_after is not None:
-            context.set_trailing_metadata((("retry-after", str(error.retry_after)),))
-        await context.abort(error.grpc_code, error.message)
-        raise AssertionError("unreachable: abort raises")
-
-    return wrapper
 
 
 def _pin(context: grpc.aio.ServicerContext) -> str | None:
@@ -64,7 +45,7 @@ def servicer(dataplane: DataPlane) -> grpc.GenericRpcHandler:
     """The v2 gRPC service handler for `dataplane`."""
 
     async def server_live(_: pb.ServerLiveRequest, __: grpc.aio.ServicerContext) -> Message:
-        return pb.ServerLiveResponse(live=True)
+        return pb.ServerLiveResponse(live=dataplane.server_live())
 
     async def server_ready(_: pb.ServerReadyRequest, __: grpc.aio.ServicerContext) -> Message:
         return pb.ServerReadyResponse(ready=await dataplane.server_ready())
@@ -92,11 +73,17 @@ def servicer(dataplane: DataPlane) -> grpc.GenericRpcHandler:
             outputs=_tensor_meta(meta["outputs"]),
         )
 
-    async def model_infer(req: pb.ModelInferRequest, ctx: grpc.aio.ServicerContext) -> Message:
-        request = v2_grpc.request_from_pb(req)
-        remaining = ctx.time_remaining()
-        deadline = None if remaining is None else dataplane.clock() + remaining
-        response = await dataplane.infer(request, deadline=deadline, pin=_pin(ctx), protocol="grpc")
+    async def model_infer(data: bytes, ctx: grpc.aio.ServicerContext) -> Message:
+        ticket = dataplane.hold(len(data))
+        try:
+            request = v2_grpc.request_from_pb(parse(pb.ModelInferRequest, data))
+            remaining = ctx.time_remaining()
+            deadline = None if remaining is None else dataplane.clock() + remaining
+            response = await dataplane.infer(
+                request, deadline=deadline, pin=_pin(ctx), protocol="grpc", ticket=ticket
+            )
+        finally:
+            ticket.release()
         return v2_grpc.response_to_pb(response)
 
     handlers: dict[str, Method] = {
@@ -107,4 +94,4 @@ def servicer(dataplane: DataPlane) -> grpc.GenericRpcHandler:
         "ModelMetadata": model_metadata,
         "ModelInfer": model_infer,
     }
-    return generic_handler({name: _mapped(fn) for name, fn in handlers.items()})
+    return generic_handler(handlers, log, raw=("ModelInfer",))

@@ -7,6 +7,9 @@ extension, as the client asked.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import math
 import zlib
 from typing import Any
 
@@ -15,10 +18,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
+from gateway.admission import Ticket
+from gateway.auth import AccessPolicy
 from gateway.dataplane import DataPlane
-from gateway.errors import BadRequest, GatewayError, PayloadTooLarge
+from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, RequestTimeout
+from gateway.guards import AuthMiddleware
 from gateway.protocol import v2_http
+from gateway.protocol.grpc_errors import internal
 from gateway.router.selection import PIN_HEADER
+
+log = logging.getLogger(__name__)
 
 JSON = "application/json"
 
@@ -30,22 +39,44 @@ def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) ->
 def error_response(exc: GatewayError) -> Response:
     headers = {}
     if exc.retry_after is not None:
-        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
     return _json({"error": exc.message}, exc.http_status, headers)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, decompressed if gzip/deflate; 413 past `limit` either way."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+def _digits(value: str, what: str) -> int:
+    """A header that must be a non-negative decimal integer (ASCII digits only: str.isdigit
+    also admits '²' and other digits int() refuses)."""
+    value = value.strip()
+    if not (value.isascii() and value.isdigit()):
+        raise BadRequest(f"{what} must be a non-negative integer")
+    return int(value)
+
+
+def declared_length(request: Request, limit: int) -> int | None:
+    """Content-Length, if given; 413 at once when it is past `limit`."""
+    value = request.headers.get("content-length")
+    if value is None:
+        return None
+    declared = _digits(value, "Content-Length")
+    if declared > limit:
         raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit}")
+    return declared
+
+
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The whole body, decompressed if gzip/deflate; 413 past `limit` either way, 408 when
+    the client has not sent it all within `timeout`."""
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(f"request body not received within {timeout:g} s") from None
     body = b"".join(chunks)
     encoding = request.headers.get("content-encoding", "").lower()
     if encoding in ("gzip", "deflate"):
@@ -68,14 +99,16 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
 
 def _header_length(request: Request) -> int | None:
     value = request.headers.get(v2_http.HEADER_LENGTH)
-    if value is None:
-        return None
-    if not value.strip().isdigit():
-        raise BadRequest(f"Inference-Header-Content-Length must be an integer, got '{value}'")
-    return int(value)
+    return None if value is None else _digits(value, "Inference-Header-Content-Length")
 
 
-def create_app(dataplane: DataPlane, *, max_body_bytes: int) -> FastAPI:
+def create_app(
+    dataplane: DataPlane,
+    *,
+    max_body_bytes: int,
+    body_timeout_s: float = 30.0,
+    policy: AccessPolicy | None = None,
+) -> FastAPI:
     """The HTTP app: v2 health, metadata and infer routes over `dataplane`."""
     app = FastAPI(
         title="servegate",
@@ -96,12 +129,13 @@ def create_app(dataplane: DataPlane, *, max_body_bytes: int) -> FastAPI:
         return error_response(BadRequest(str(exc.errors())))
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> Response:
-        return error_response(GatewayError(f"internal error: {type(exc).__name__}: {exc}"))
+    async def _unexpected(request: Request, _: Exception) -> Response:
+        return error_response(internal(log, f"{request.method} {request.url.path}"))
 
     @app.get("/v2/health/live", tags=["health"])
     async def live() -> Response:
-        return _json({"live": True})
+        ok = dataplane.server_live()
+        return _json({"live": ok}, 200 if ok else 503)
 
     @app.get("/v2/health/ready", tags=["health"])
     async def ready() -> Response:
@@ -114,6 +148,11 @@ def create_app(dataplane: DataPlane, *, max_body_bytes: int) -> FastAPI:
         return Response(
             dataplane.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
+
+    @app.get("/admin/runners", tags=["admin"])
+    async def runners() -> Response:
+        """The local runners `servegate up` supervises: state, restarts, pid, endpoint."""
+        return _json({"runners": dataplane.runners()})
 
     @app.get("/v2", tags=["metadata"])
     async def server_metadata() -> Response:
@@ -135,9 +174,21 @@ def create_app(dataplane: DataPlane, *, max_body_bytes: int) -> FastAPI:
     @app.post("/v2/models/{model}/versions/{version}/infer", tags=["inference"])
     async def infer(model: str, request: Request, version: str = "") -> Response:
         """v2 inference: JSON tensors, or a JSON header plus binary blobs (binary extension)."""
-        body = await read_body(request, max_body_bytes)
-        header_length = _header_length(request)
         pin = request.headers.get(PIN_HEADER)
+        declared = declared_length(request, max_body_bytes)
+        ticket = dataplane.admit(model, version, pin, declared or 0, protocol="http")
+        try:
+            return await _infer(model, version, pin, request, ticket, declared is None)
+        finally:
+            ticket.release()
+
+    async def _infer(
+        model: str, version: str, pin: str | None, request: Request, ticket: Ticket, unsized: bool
+    ) -> Response:
+        body = await read_body(request, max_body_bytes, body_timeout_s)
+        if unsized:  # no Content-Length: admitted with 0 bytes, now that they are known
+            ticket.resize(len(body), retry_after=1.0)
+        header_length = _header_length(request)
         if header_length == 0:
             spec = _raw_input_spec(dataplane, model, version, pin)
             req = v2_http.decode_raw_request(
@@ -152,7 +203,7 @@ def create_app(dataplane: DataPlane, *, max_body_bytes: int) -> FastAPI:
             req = v2_http.decode_request(
                 body, header_length, model_name=model, model_version=version
             )
-        response = await dataplane.infer(req, pin=pin, protocol="http")
+        response = await dataplane.infer(req, pin=pin, protocol="http", ticket=ticket)
         out, length = v2_http.encode_response(response, v2_http.binary_outputs(req))
         if length is None:
             return Response(out, media_type=JSON)
@@ -162,6 +213,9 @@ def create_app(dataplane: DataPlane, *, max_body_bytes: int) -> FastAPI:
             headers={"Inference-Header-Content-Length": str(length)},
         )
 
+    if policy is not None and policy.enabled:
+        # Outermost: a refused call never reaches admission or the body.
+        app.add_middleware(AuthMiddleware, policy=policy)
     return app
 
 
