@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from gateway.config import DEFAULT_REPOSITORY, Repository, load_repository
-from gateway.supervisor.supervisor import needed_runners
+from gateway.supervisor import needed_runners
 from tests.live import LiveRunners, RunningGateway, samples, start_gateway
 
 TINY_MODEL = """
@@ -77,7 +77,8 @@ def gateway_over(
 
     def start(kind: str) -> RunningGateway:
         if kind not in gateways:
-            gateways[kind] = start_gateway(repository, {kind: runners.hop(kind)})
+            hop = runners.hop(kind)
+            gateways[kind] = start_gateway(repository, {kind: hop}, key_files=runners.key_files())
         return gateways[kind]
 
     yield start
@@ -94,6 +95,7 @@ def onnx_gateway(gateway_over: Callable[[str], RunningGateway]) -> RunningGatewa
 @pytest.fixture(scope="session")
 def full_gateway(repository: Repository, runners: LiveRunners) -> Iterator[RunningGateway]:
     """A gateway in front of every runner the repository needs (all four frameworks)."""
-    gw = start_gateway(repository, {kind: runners.hop(kind) for kind in needed_runners(repository)})
+    hops = {kind: runners.hop(kind) for kind in needed_runners(repository)}
+    gw = start_gateway(repository, hops, key_files=runners.key_files())
     yield gw
     gw.stop()

@@ -7,20 +7,30 @@ tests talk to it with ordinary sync clients: curl-like httpx, tritonclient, grpc
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
+import httpx
 import numpy as np
+import psutil
 import uvloop
 
 from gateway import client
 from gateway.config import Repository, Settings
 from gateway.server import Gateway, build_dataplane
 from gateway.supervisor import Supervisor
+from gateway.supervisor.torchserve import TorchServeRunner
 from gateway.tensors import InferResponse
 
 
@@ -47,16 +57,21 @@ class RunningGateway:
 
 
 def start_gateway(
-    repository: Repository, endpoints: Mapping[str, str], **settings: object
+    repository: Repository,
+    endpoints: Mapping[str, str],
+    *,
+    key_files: Mapping[str, Path] | None = None,
+    **settings: object,
 ) -> RunningGateway:
-    """Builds and starts a gateway over `endpoints` (runner kind -> host:port) on port 0."""
+    """Builds and starts a gateway over `endpoints` (runner kind -> host:port) on port 0;
+    `key_files`: a local TorchServe's key file, by runner kind."""
     cfg = Settings(http_port=0, grpc_port=0, repository=repository.root, **settings)  # type: ignore[arg-type]
     loop = uvloop.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="gateway", daemon=True)
     thread.start()
 
     async def build() -> Gateway:
-        gw = Gateway(build_dataplane(cfg, repository, endpoints), cfg)
+        gw = Gateway(build_dataplane(cfg, repository, endpoints, key_files=key_files), cfg)
         await gw.start()
         return gw
 
@@ -115,8 +130,83 @@ class LiveRunners:
     def hop(self, kind: str) -> str:
         return self._start(kind).gateway_endpoints()[kind]
 
+    def key_files(self) -> dict[str, Path]:
+        """The key file of every TorchServe started so far (its token authorization is on)."""
+        return {
+            kind: runner.key_file
+            for sup in self.supervisors.values()
+            for kind, runner in sup.runners.items()
+            if isinstance(runner, TorchServeRunner)
+        }
+
     def stop(self) -> None:
         for sup in self.supervisors.values():
             sup.stop()
             for runner in sup.runners.values():
                 assert not runner.alive(), f"runner {runner.name} was not reaped"
+
+
+@dataclass
+class ServegateUp:
+    """`servegate up` as a user starts it: its own process, ports and pids from --ready-file."""
+
+    proc: subprocess.Popen[bytes]
+    info: dict[str, Any]
+    log_path: Path
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.info['http_port']}"
+
+    @property
+    def grpc_address(self) -> str:
+        return f"127.0.0.1:{self.info['grpc_port']}"
+
+    def runner_pid(self, kind: str) -> int:
+        return int(self.info["runners"][kind]["pid"])
+
+    def descendants(self) -> list[psutil.Process]:
+        return psutil.Process(self.proc.pid).children(recursive=True)
+
+    def metrics(self) -> str:
+        return httpx.get(f"{self.http_url}/metrics", timeout=10).text
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 60) -> int:
+        """Sends `sig` and waits for the exit; SIGKILL if it does not come in `timeout`."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def servegate_up(
+    folder: Path, runners: list[str], env: Mapping[str, str] | None = None, timeout: float = 240
+) -> ServegateUp:
+    """Starts `servegate up --runner ...` on port 0 (no build: the session built the models)
+    and waits for its ready file. Settings come as SERVEGATE_* variables in `env`."""
+    ready = folder / "ready.json"
+    log_path = folder / "servegate.log"
+    argv = [sys.executable, "-m", "gateway", "up", "--http-port", "0", "--grpc-port", "0",
+            "--no-build", "--ready-file", str(ready)]  # fmt: skip
+    for kind in runners:
+        argv += ["--runner", kind]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
+    until = time.monotonic() + timeout
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > until:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            raise RuntimeError(f"servegate up did not start:\n{log_path.read_text()[-4000:]}")
+        time.sleep(0.05)
+    return ServegateUp(proc, json.loads(ready.read_text()), log_path)

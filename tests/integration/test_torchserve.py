@@ -33,6 +33,7 @@ import yaml
 
 from gateway import client
 from gateway.backends.torchserve import TorchServeBackend
+from gateway.backends.torchserve_keys import read_keys
 from gateway.config import Repository, load_repository
 from gateway.errors import Unavailable
 from gateway.protocol import torchserve_framing as framing
@@ -40,13 +41,23 @@ from gateway.protocol.pb import torchserve_pb2 as pb
 from gateway.supervisor import Supervisor
 from gateway.supervisor.torchserve import TorchServeRunner
 from gateway.tensors import InferRequest, Tensor, decode_raw
-from tests.live import RunningGateway, infer, samples, start_gateway
+from tests.live import LiveRunners, RunningGateway, infer, samples, start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ATOL = 1e-4
 PREDICTIONS = "/org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions"
 DEADLINE_S = 10.0  # the kill test's gateway deadline (Settings.default_timeout_s)
+
+
+@pytest.fixture(scope="module")
+def ts_keys(runners: LiveRunners, ts_endpoint: str) -> Path:
+    """The key file of the session's TorchServe (its token authorization is on)."""
+    return runners.key_files()["torchserve"]
+
+
+def bearer(key_file: Path, kind: str = "inference") -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {read_keys(key_file)[kind]}"),)
 
 
 @pytest.fixture(scope="module")
@@ -99,14 +110,16 @@ def test_held_out_accuracy_equals_the_builders_figure(
 
 
 def test_gateway_answer_equals_torchserves_own(
-    ts_gateway: RunningGateway, ts_endpoint: str, digits: dict[str, np.ndarray]
+    ts_gateway: RunningGateway, ts_endpoint: str, ts_keys: Path, digits: dict[str, np.ndarray]
 ) -> None:
     x = np.ascontiguousarray(digits["inputs"][:5])
     request = pb.PredictionsRequest(
         model_name="digits", input={"pixels": framing.frame("FP32", x.shape, x.tobytes())}
     )
     with grpc.insecure_channel(ts_endpoint) as channel:
-        reply = channel.unary_unary(PREDICTIONS)(request.SerializeToString(), timeout=10)
+        reply = channel.unary_unary(PREDICTIONS)(
+            request.SerializeToString(), timeout=10, metadata=bearer(ts_keys)
+        )
     (datatype, shape, raw) = framing.unbundle(pb.PredictionResponse.FromString(reply).prediction)[
         "logits"
     ]
@@ -115,21 +128,40 @@ def test_gateway_answer_equals_torchserves_own(
     np.testing.assert_array_equal(got, direct)
 
 
-def test_our_handler_refuses_malformed_frames_as_invalid_argument(ts_endpoint: str) -> None:
+def test_torchserve_runs_with_token_authorization_on(ts_endpoint: str, ts_keys: Path) -> None:
+    """Nobody but the gateway (which holds the key) can call our TorchServe."""
+    request = pb.PredictionsRequest(model_name="digits", input={"pixels": b"x"})
+    for metadata in ((), (("authorization", "Bearer wrong"),), bearer(ts_keys, "management")):
+        with grpc.insecure_channel(ts_endpoint) as channel, pytest.raises(grpc.RpcError) as info:
+            channel.unary_unary(PREDICTIONS)(
+                request.SerializeToString(), timeout=10, metadata=metadata
+            )
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+
+
+def test_our_handler_refuses_malformed_frames_as_invalid_argument(
+    ts_endpoint: str, ts_keys: Path
+) -> None:
     request = pb.PredictionsRequest(model_name="digits", input={"pixels": b"not a frame"})
     with grpc.insecure_channel(ts_endpoint) as channel, pytest.raises(grpc.RpcError) as info:
-        channel.unary_unary(PREDICTIONS)(request.SerializeToString(), timeout=10)
+        channel.unary_unary(PREDICTIONS)(
+            request.SerializeToString(), timeout=10, metadata=bearer(ts_keys)
+        )
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
     assert "bad magic" in info.value.details()  # type: ignore[attr-defined]
 
 
 async def test_unknown_model_or_version_is_unavailable_not_internal(
-    ts_endpoint: str, digits: dict[str, np.ndarray]
+    ts_endpoint: str, ts_keys: Path, digits: dict[str, np.ndarray]
 ) -> None:
     """TorchServe answers INTERNAL for both; for the gateway the variant cannot serve them."""
     x = Tensor.from_numpy("pixels", digits["inputs"][:1])
-    missing = TorchServeBackend("nope@pytorch", ts_endpoint, "nope", max_message_bytes=1 << 20)
-    present = TorchServeBackend("digits@pytorch", ts_endpoint, "digits", max_message_bytes=1 << 20)
+    missing = TorchServeBackend(
+        "nope@pytorch", ts_endpoint, "nope", max_message_bytes=1 << 20, key_file=ts_keys
+    )
+    present = TorchServeBackend(
+        "digits@pytorch", ts_endpoint, "digits", max_message_bytes=1 << 20, key_file=ts_keys
+    )
     try:
         with pytest.raises(Unavailable, match="Model not found"):
             await missing.infer(InferRequest("nope", (x,)), deadline=time.monotonic() + 5)
@@ -257,16 +289,27 @@ def own_torchserve(
 
 
 def the_worker(runner: TorchServeRunner) -> psutil.Process:
-    """The Python worker: a child of the Java frontend, which is a child of the launcher."""
+    """The Python worker: a child of the Java frontend (guard -> launcher -> java)."""
     assert runner.pid is not None
-    (java,) = [c for c in psutil.Process(runner.pid).children() if c.name() == "java"]
+    tree = psutil.Process(runner.pid).children(recursive=True)
+    (java,) = [c for c in tree if c.name() == "java"]
     workers = [c for c in java.children() if "model_service_worker.py" in " ".join(c.cmdline())]
     assert len(workers) == 1, workers
     return workers[0]
 
 
+def describe(runner: TorchServeRunner) -> list[dict[str, object]]:
+    """The management API's description of digits (token authorization is on)."""
+    reply = httpx.get(
+        f"{runner.management_url}/models/digits", headers=runner.management_headers(), timeout=5
+    )
+    assert reply.status_code == 200, reply.text
+    described: list[dict[str, object]] = reply.json()
+    return described
+
+
 def worker_pid_from_management(runner: TorchServeRunner) -> int:
-    (model,) = httpx.get(f"{runner.management_url}/models/digits", timeout=5).json()
+    (model,) = describe(runner)
     (worker,) = model["workers"]
     return int(worker["pid"])
 
@@ -344,11 +387,13 @@ class Load:
 def test_concurrent_requests_each_get_their_own_rows(own_torchserve: OwnTorchServe) -> None:
     """With batch_size 8, TorchServe merges concurrent requests into one handler call."""
     runner, repo = own_torchserve.runner, own_torchserve.repository
-    (described,) = httpx.get(f"{runner.management_url}/models/digits", timeout=5).json()
+    (described,) = describe(runner)
     assert described["batchSize"] == own_torchserve.batch_size
     ref = samples(repo, "digits")
     spans = [(i * 3, i * 3 + 1 + i % 3) for i in range(32)]
-    gw = start_gateway(repo, {"torchserve": runner.endpoint})
+    gw = start_gateway(
+        repo, {"torchserve": runner.endpoint}, key_files={"torchserve": runner.key_file}
+    )
     try:
 
         def one(span: tuple[int, int]) -> np.ndarray:
@@ -374,7 +419,12 @@ def test_worker_killed_under_load_gives_503_or_200_and_recovers(
     assert worker.name() != "java"
     assert worker_pid_from_management(runner) == worker.pid
 
-    gw = start_gateway(repo, {"torchserve": runner.endpoint}, default_timeout_s=DEADLINE_S)
+    gw = start_gateway(
+        repo,
+        {"torchserve": runner.endpoint},
+        key_files={"torchserve": runner.key_file},
+        default_timeout_s=DEADLINE_S,
+    )
     http = httpx.Client(base_url=gw.http_url, timeout=10)
 
     def ready() -> bool:

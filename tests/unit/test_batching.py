@@ -11,7 +11,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.batching import Batcher, Pending, batch_key, split, stack, take_batch
+from gateway.batching import (
+    Batcher,
+    Pending,
+    batch_deadline,
+    batch_key,
+    split,
+    stack,
+    take_batch,
+)
 from gateway.config import BatchingConfig
 from gateway.errors import DeadlineExceeded, Overloaded, Unavailable
 from gateway.tensors import InferRequest, InferResponse, Tensor
@@ -59,10 +67,11 @@ def test_expired_and_abandoned_requests_never_go() -> None:
     assert len(expired) == 2  # the head, and the one after the batch: expired either way
 
 
-def test_incompatible_shapes_end_the_run() -> None:
-    queue = deque([_pending(1), _pending(1, width=5), _pending(1)])
+def test_a_batch_goes_with_its_latest_deadline() -> None:
+    """A member with a short deadline must not cut the time of those batched with it."""
+    queue = deque([_pending(1, deadline=5.0), _pending(1, deadline=0.07), _pending(1, 5.0)])
     batch, _ = take_batch(queue, now=0.0, max_rows=8)
-    assert len(batch) == 1 and len(queue) == 2
+    assert len(batch) == 3 and batch_deadline(batch) == 5.0
 
 
 @given(
@@ -101,11 +110,21 @@ class SlowRunner:
     def __init__(self, delay: float = 0.02) -> None:
         self.delay = delay
         self.calls: list[int] = []
+        self.deadlines: list[tuple[float, float]] = []
+        self.params: list[tuple[object, float]] = []
+        self.starts: list[tuple[object, float]] = []
         self.error: Exception | None = None
 
     async def __call__(self, request: InferRequest, deadline: float) -> InferResponse:
+        now = asyncio.get_running_loop().time()
         self.calls.append(request.inputs[0].shape[0])
-        await asyncio.sleep(self.delay)
+        self.deadlines.append((now, deadline))
+        self.params.append((request.parameters.get("k"), now))
+        self.starts.append((request.parameters.get("k"), now))
+        try:
+            await asyncio.wait_for(asyncio.sleep(self.delay), deadline - now)
+        except TimeoutError:
+            raise DeadlineExceeded("runner: deadline passed") from None
         if self.error:
             raise self.error
         return InferResponse("m", (Tensor("y", "FP32", request.inputs[0].data + 1),))
@@ -216,3 +235,41 @@ def test_requests_with_different_parameters_are_not_merged() -> None:
     assert batch_key(a) != batch_key(b)
     assert batch_key(a) == batch_key(InferRequest("m", _req(3).inputs, parameters={"k": 1}))
     assert stack([a, a]).parameters == {"k": 1}
+
+
+async def test_a_short_deadline_fails_alone_not_the_requests_batched_with_it() -> None:
+    """One 70 ms request in a batch with five 5 s ones: it gets 504 at its own deadline,
+    the five get their answers (they used to fail with it)."""
+    runner = SlowRunner(delay=0.2)  # and, as a real backend, it gives up at its deadline
+    loop = asyncio.get_running_loop()
+    batcher = Batcher("m@a", BatchingConfig(), runner, clock=loop.time)
+    now = loop.time()
+    long = [asyncio.ensure_future(batcher.submit(_req(1), now + 5)) for _ in range(5)]
+    short = asyncio.ensure_future(batcher.submit(_req(1), now + 0.07))
+    results = await asyncio.gather(*long, return_exceptions=True)
+    assert all(isinstance(r, InferResponse) for r in results), results
+    with pytest.raises(DeadlineExceeded):
+        await short
+    assert runner.calls == [6]  # the short one was in the batch: it just stopped waiting
+    assert runner.deadlines[0][1] == now + 5
+    await batcher.aclose()
+
+
+async def test_requests_that_cannot_share_a_call_do_not_serialize() -> None:
+    """20 requests alternating two runner parameters: two lanes, each batching its own,
+    never 20 single-row calls one after another."""
+    runner = SlowRunner(delay=0.05)
+    loop = asyncio.get_running_loop()
+    batcher = Batcher("m@a", BatchingConfig(max_batch_size=32), runner, clock=loop.time)
+    requests = [
+        InferRequest("m", _req(1).inputs, parameters={"k": i % 2}) for i in range(20)
+    ]
+    started = loop.time()
+    await asyncio.gather(*(batcher.submit(r, loop.time() + 10) for r in requests))
+    assert len(runner.calls) <= 4 and sum(runner.calls) == 20
+    assert {k for k, _ in runner.params} == {0, 1}
+    # both lanes were in flight at once: the first call of each started together
+    firsts = [t for _, t in runner.starts[:2]]
+    assert abs(firsts[1] - firsts[0]) < 0.04
+    assert loop.time() - started < 20 * 0.05
+    await batcher.aclose()

@@ -93,7 +93,8 @@ async def test_overload_is_resource_exhausted_with_a_retry_hint(
         await call
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert info.value.details() == "queue full"
-    assert ("retry-after", "0.5") in tuple(info.value.trailing_metadata() or ())
+    trailing = tuple(info.value.trailing_metadata() or ())
+    assert ("retry-after", "1") in trailing and ("grpc-retry-pushback-ms", "500") in trailing
 
 
 async def test_server_and_model_metadata(stub: V2Stub) -> None:
@@ -106,3 +107,38 @@ async def test_server_and_model_metadata(stub: V2Stub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.ModelMetadata(pb.ModelMetadataRequest(name="nope"), timeout=5)
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_clients_own_deadline_is_honoured_as_given(
+    stub: V2Stub, backends: dict[tuple[str, str], FunctionBackend]
+) -> None:
+    """30 s is 30 s: the model's default (10 s here) applies only to a client that sets none."""
+    before = time.monotonic()
+    await stub.ModelInfer(_request(), timeout=30.0)
+    ((_, deadline),) = backends[("tiny", "a")].calls
+    assert 29.0 < deadline - before <= 30.2  # gRPC re-encodes the timeout: a little slack
+    await stub.ModelInfer(_request())  # no deadline at all: the default
+    _, (_, default) = backends[("tiny", "a")].calls
+    assert 9.0 < default - time.monotonic() <= 10.0
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"\xff\xff\xff", b"\x0a\x05ab", b"\x2a\x03\x0a\x01", b"\x3a\xff\xff\xff\xff\x0f"],
+)
+async def test_an_undecodable_message_is_invalid_argument(
+    tiny_repo: Repository, backends: dict[tuple[str, str], FunctionBackend], data: bytes
+) -> None:
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((servicer(DataPlane(tiny_repo, backends)),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await call(data, timeout=5)
+    finally:
+        await server.stop(0)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details() == "undecodable ModelInferRequest message"

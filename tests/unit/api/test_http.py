@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -10,11 +13,12 @@ import orjson
 import pytest
 
 from gateway.api.http import create_app
-from gateway.config import Repository
+from gateway.config import Repository, load_repository
 from gateway.dataplane import DataPlane
 from gateway.errors import Overloaded, Unavailable
 from gateway.metrics import Metrics
 from gateway.tensors import InferRequest, InferResponse, Tensor
+from tests.conftest import TINY_MODEL
 from tests.doubles import FunctionBackend
 
 
@@ -105,7 +109,9 @@ async def test_unexpected_errors_are_500_in_v2_shape(
     backend.handler = boom
     reply = await http.post("/v2/models/tiny/infer", content=BODY)
     assert reply.status_code == 500
-    assert "kaput" in reply.json()["error"]
+    message = reply.json()["error"]
+    assert "kaput" not in message and "RuntimeError" not in message  # nothing internal leaks
+    assert re.fullmatch(r"internal error \(error id [0-9a-f]{12}\)", message)
 
 
 async def test_unknown_route_is_v2_shaped(http: httpx.AsyncClient) -> None:
@@ -151,15 +157,36 @@ async def test_binary_output_on_request(http: httpx.AsyncClient) -> None:
     assert np.frombuffer(reply.content[length:], np.float32).tolist() == [2, 4, 6, 8]
 
 
-async def test_gateway_parameters_stay_in_the_gateway(
+async def test_only_what_a_runner_reads_reaches_it(
     http: httpx.AsyncClient, backend: FunctionBackend
 ) -> None:
+    """Our onnx runner reads no request parameter: none is forwarded (nor the outputs the
+    client picked: the gateway selects them), so none splits a batch."""
     doc = orjson.loads(BODY) | {
-        "parameters": {"variant": "a", "timeout": 100_000, "binary_data_output": False, "k": 1}
+        "parameters": {"variant": "a", "timeout": 100_000, "binary_data_output": False, "k": 1},
+        "outputs": [{"name": "y"}],
     }
     assert (await http.post("/v2/models/tiny/infer", content=orjson.dumps(doc))).status_code == 200
     request, _ = backend.calls[0]
-    assert dict(request.parameters) == {"k": 1}
+    assert dict(request.parameters) == {} and request.outputs == ()
+
+
+async def test_an_external_v2_server_gets_every_parameter_but_the_gateways(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "ext"
+    folder.mkdir()
+    (folder / "model.yaml").write_text(
+        TINY_MODEL.replace("runner: onnx", "runner: v2, endpoint: 'h:1'")
+    )
+    backend = FunctionBackend("ext@a", echo)
+    plane = DataPlane(load_repository(tmp_path), {("ext", "a"): backend}, metrics=Metrics())
+    doc = orjson.loads(BODY) | {"parameters": {"timeout": 100_000, "k": 1, "content_type": "t"}}
+    app = create_app(plane, max_body_bytes=1 << 20)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://g") as c:
+        assert (await c.post("/v2/models/ext/infer", content=orjson.dumps(doc))).status_code == 200
+    request, _ = backend.calls[0]
+    assert dict(request.parameters) == {"k": 1, "content_type": "t"}
 
 
 async def test_header_and_parameter_pins_must_agree(http: httpx.AsyncClient) -> None:
@@ -169,3 +196,73 @@ async def test_header_and_parameter_pins_must_agree(http: httpx.AsyncClient) -> 
     )
     assert reply.status_code == 400
     assert "conflicting variant pins" in reply.json()["error"]
+
+
+async def test_overload_is_refused_before_the_body_is_read(tiny_repo: Repository) -> None:
+    """Past a variant's concurrency limit, 429 with Retry-After comes at once: the server
+    does not wait for (or read) the body; a body no budget could ever hold is 413."""
+    release = asyncio.Event()
+    entered = asyncio.Semaphore(0)
+
+    async def slow(request: InferRequest) -> InferResponse:
+        entered.release()
+        await release.wait()
+        return echo(request)
+
+    backend = FunctionBackend("tiny@a", slow)
+    plane = DataPlane(
+        tiny_repo, {("tiny", "a"): backend}, max_concurrency=2, max_queued_bytes=10_000
+    )
+    app = create_app(plane, max_body_bytes=1 << 20)
+    reads: list[int] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        reads.append(1)
+        yield BODY
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://g") as c:
+        busy = [asyncio.ensure_future(c.post("/v2/models/tiny/infer", content=BODY)) for _ in "ab"]
+        for _ in busy:
+            await entered.acquire()  # both are in flight, holding the two slots
+        reply = await c.post(
+            "/v2/models/tiny/infer", content=body(), headers={"content-length": str(len(BODY))}
+        )
+        assert reply.status_code == 429 and reads == []  # refused without reading a byte
+        assert reply.headers["retry-after"] == "1"
+        assert "max_concurrency 2" in reply.json()["error"]
+        huge = await c.post(
+            "/v2/models/tiny/infer", content=body(), headers={"content-length": "20000"}
+        )
+        assert huge.status_code == 413 and "retry-after" not in huge.headers and reads == []
+        release.set()
+        assert [r.status_code for r in await asyncio.gather(*busy)] == [200, 200]
+    assert plane.admission.queued_bytes == 0 and plane.admission.inflight("tiny@a") == 0
+
+
+@pytest.mark.parametrize("value", ["²", "١٢", "12a", "-1", " ", "1e3"])
+async def test_length_headers_that_are_not_ascii_integers_are_400(
+    http: httpx.AsyncClient, value: str
+) -> None:
+    reply = await http.post(
+        "/v2/models/tiny/infer",
+        content=BODY,
+        headers={"inference-header-content-length": value.encode()},
+    )
+    assert reply.status_code == 400, reply.text
+    assert "Inference-Header-Content-Length must be a non-negative integer" in reply.json()["error"]
+
+
+@pytest.mark.parametrize("timeout", [True, "1", -5, [1], {"a": 1}])
+async def test_a_timeout_that_is_not_microseconds_is_400(
+    http: httpx.AsyncClient, timeout: object
+) -> None:
+    doc = orjson.loads(BODY) | {"parameters": {"timeout": timeout}}
+    reply = await http.post("/v2/models/tiny/infer", content=orjson.dumps(doc))
+    assert reply.status_code == 400, reply.text
+
+
+@pytest.mark.parametrize("timeout", [0, 1, 10**18, 2**63 - 1, 1e300])
+async def test_any_timeout_in_range_is_served(http: httpx.AsyncClient, timeout: object) -> None:
+    doc = orjson.loads(BODY) | {"parameters": {"timeout": timeout}}
+    reply = await http.post("/v2/models/tiny/infer", content=orjson.dumps(doc))
+    assert reply.status_code in (200, 504), reply.text  # 1 us may pass before the call

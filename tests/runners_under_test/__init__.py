@@ -1,0 +1,1 @@
+"""Real runner processes with one fault built in, for the reliability tests."""

@@ -1,0 +1,36 @@
+"""`python -m tests.runners_under_test.hanging_onnx`: our real onnx runner, except that its
+model call never returns for a poisoned input (NaN as the first value).
+
+This is the "model handler that never returns" of the resilience tests: the process lives,
+its event loop and health service answer, only inference hangs. Everything else is the
+real runner host and ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from gateway.config import ModelConfig, VariantConfig
+from runners.host import Predict, main
+from runners.onnx.engine import OnnxEngine
+
+
+class HangingEngine(OnnxEngine):
+    def load(self, model: ModelConfig, variant: VariantConfig, artifact: Path) -> Predict:
+        predict = super().load(model, variant, artifact)
+
+        def hanging(inputs: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+            first = next(iter(inputs.values()))
+            if first.size and np.isnan(first.reshape(-1)[0]):
+                threading.Event().wait()  # forever
+            return predict(inputs)
+
+        return hanging
+
+
+if __name__ == "__main__":
+    main(HangingEngine)
