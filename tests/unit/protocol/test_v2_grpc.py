@@ -5,18 +5,26 @@ from __future__ import annotations
 
 import re
 import tracemalloc
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import BadRequest
 from gateway.protocol import v2_grpc
 from gateway.protocol.pb import v2_pb2 as pb
-from gateway.tensors import InferRequest, InferResponse, RequestedOutput, Tensor
-from tests.strategies import assert_same, tensors
+from gateway.tensors import DATATYPES, InferRequest, InferResponse, RequestedOutput, Tensor
+from tests.strategies import (
+    assert_same,
+    grpc_wire_bytes,
+    model_infer_requests,
+    requests_of,
+    small_shapes,
+    tensors,
+)
 
 
 def _unique(ts: list[Tensor]) -> tuple[Tensor, ...]:
@@ -29,7 +37,8 @@ def test_request_round_trip_through_wire_bytes(ts: list[Tensor]) -> None:
         model_name="m", model_version="2", id="abc", inputs=_unique(ts),
         outputs=(RequestedOutput("y"),), parameters={"variant": "onnx", "timeout": 5, "f": 0.5},
     )  # fmt: skip
-    back = v2_grpc.request_from_bytes(v2_grpc.request_to_pb(req).SerializeToString())
+    wire = v2_grpc.request_to_pb(req).SerializeToString()
+    back = v2_grpc.request_from_pb(pb.ModelInferRequest.FromString(wire))
     assert (back.model_name, back.model_version, back.id) == ("m", "2", "abc")
     assert back.parameters == {"variant": "onnx", "timeout": 5, "f": 0.5}
     assert [o.name for o in back.outputs] == ["y"]
@@ -84,6 +93,40 @@ def _with(**kw: object) -> pb.ModelInferRequest:
 def test_malformed_requests_are_bad_requests(msg: pb.ModelInferRequest, message: str) -> None:
     with pytest.raises(BadRequest, match=message):
         v2_grpc.request_from_pb(msg)
+
+
+# ---- any message, any bytes: an InferRequest or BadRequest, never another error ----
+
+
+def _decoded_or_refused(decode: Callable[[], InferRequest]) -> InferRequest | None:
+    try:
+        req = decode()
+    except BadRequest as exc:
+        assert "Traceback" not in exc.message and "object at 0x" not in exc.message
+        return None
+    for t in req.inputs:  # what came through is well formed
+        assert t.data.dtype == DATATYPES[t.datatype].dtype
+    assert all(o.binary is None or isinstance(o.binary, bool) for o in req.outputs)
+    return req
+
+
+@settings(max_examples=1000, deadline=None)
+@given(model_infer_requests())
+def test_any_message_is_a_request_or_a_bad_request(msg: pb.ModelInferRequest) -> None:
+    req = _decoded_or_refused(lambda: v2_grpc.request_from_pb(msg))
+    if req is not None:  # and what decodes can be forwarded to a runner as it is
+        v2_grpc.request_to_pb(req).SerializeToString()
+
+
+_valid = requests_of(st.lists(tensors(shapes=small_shapes), min_size=1, max_size=3)).map(
+    v2_grpc.request_to_pb
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(grpc_wire_bytes(model_infer_requests() | _valid))
+def test_any_bytes_are_a_request_or_a_bad_request(wire: bytes) -> None:
+    _decoded_or_refused(lambda: v2_grpc.request_from_bytes(wire))
 
 
 def test_undecodable_bytes_are_a_bad_request() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import BadRequest
@@ -19,7 +19,12 @@ from tests.strategies import (
     JSON_EXACT,
     Deep,
     assert_same,
+    binary_bodies,
     json_body,
+    mutated,
+    request_docs,
+    requests_of,
+    small_shapes,
     tensors,
 )
 
@@ -216,6 +221,24 @@ def _decoded_or_refused(body: bytes, length: int | None) -> InferRequest | None:
         assert t.data.dtype == DATATYPES[t.datatype].dtype
         assert all(isinstance(v, str | bool | int | float) for v in t.parameters.values())
     return req
+
+
+@settings(max_examples=1000, deadline=None)
+@given(mutated(request_docs()), st.booleans())
+def test_any_json_in_any_field_is_a_request_or_a_bad_request(doc: Any, ascii_only: bool) -> None:
+    _decoded_or_refused(json_body(doc, ascii_only=ascii_only), None)
+
+
+@settings(max_examples=500, deadline=None)
+@given(binary_bodies(requests_of(st.lists(tensors(shapes=small_shapes), min_size=1, max_size=3))))
+def test_any_binary_body_is_a_request_or_a_bad_request(case: tuple[bytes, int | None]) -> None:
+    _decoded_or_refused(*case)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64), st.integers(-2, 80) | st.none())
+def test_any_bytes_are_a_request_or_a_bad_request(body: bytes, length: int | None) -> None:
+    _decoded_or_refused(body, length)
 
 
 def _field(where: str, value: object) -> bytes:
