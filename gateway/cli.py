@@ -305,14 +305,23 @@ def up(
 
 @app.command()
 def serve(
-    runner_endpoint: Annotated[list[str], typer.Option(help="KIND=host:port of a running runner.")],
+    runner_endpoint: Annotated[
+        list[str],
+        typer.Option(
+            help="KIND=host:port of a running runner (repeat a kind for its replicas, or "
+            "KIND=dns:///name:port for every address a name resolves to)."
+        ),
+    ],
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     http_port: Annotated[int, typer.Option()] = 8000,
     grpc_port: Annotated[int, typer.Option()] = 8001,
     repository: RepoOpt = DEFAULT_REPOSITORY,
 ) -> None:
     """The gateway alone, in front of runners started elsewhere (containers)."""
-    endpoints = dict(item.split("=", 1) for item in runner_endpoint)
+    endpoints: dict[str, str] = {}
+    for item in runner_endpoint:
+        kind, _, address = item.partition("=")
+        endpoints[kind] = f"{endpoints[kind]},{address}" if kind in endpoints else address
     settings = Settings(host=host, http_port=http_port, grpc_port=grpc_port, repository=repository)
     _logging(settings)
     _run(_serve(settings, _load(repository), [], endpoints))

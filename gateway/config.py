@@ -154,9 +154,20 @@ class VariantConfig(_Frozen):
     artifact: str = ""
     """The artifact's path inside a version folder (built by `servegate models build`)."""
     endpoint: str | None = None
-    """host:port of a runner started elsewhere (containers); None: `servegate up` starts it."""
+    """host:port of a runner started elsewhere (containers); several replicas as a list
+    (kept comma-separated) or a `dns:///name:port` that resolves to each (a headless
+    Service); None: `servegate up` starts it."""
     settings: dict[str, Any] = Field(default_factory=dict)
     """Runner-specific settings (threads, batch buckets, ...)."""
+
+    @field_validator("endpoint", mode="before")
+    @classmethod
+    def _endpoint_list(cls, v: Any) -> Any:
+        if isinstance(v, list | tuple):
+            if not v or not all(isinstance(e, str) and e and "," not in e for e in v):
+                raise ValueError("endpoint: a list of host:port strings")
+            return ",".join(v)
+        return v
 
     @field_validator("runner")
     @classmethod

@@ -229,6 +229,10 @@ class DataPlane:
         candidates = [d for d in (given, None if own is None else now + own) if d is not None]
         return min(min(candidates), now + MAX_TIMEOUT_S)
 
+    def served(self, model: str, variant: str) -> ServedVariant | None:
+        """One variant's machinery (backend, batcher, runner status), if it is served."""
+        return self._variants.get((model, variant))
+
     def _served(self, target: Target) -> ServedVariant:
         served = self._variants.get((target.model.name, target.variant))
         if served is None:

@@ -9,6 +9,7 @@
     ├── PayloadTooLarge          413  RESOURCE_EXHAUSTED  (grpc-retry-pushback-ms -1)
     ├── Overloaded               429  RESOURCE_EXHAUSTED  (retry_after)
     ├── Unavailable              503  UNAVAILABLE         (retry_after)
+    │   └── Unreachable          503  UNAVAILABLE         (never reached a runner)
     └── DeadlineExceeded         504  DEADLINE_EXCEEDED
 
 The front ends (api/http.py, api/grpc.py) map these once; backends map upstream gRPC
@@ -79,3 +80,8 @@ class Unavailable(GatewayError):
 class DeadlineExceeded(GatewayError):
     http_status = 504
     grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Unreachable(Unavailable):
+    """The call never reached a runner (refused, nothing listening): it is safe to send
+    it to another replica of the same variant."""

@@ -28,10 +28,12 @@ import uvloop
 
 from gateway import client
 from gateway.config import Repository, Settings
+from gateway.protocol import v2_grpc
+from gateway.protocol.v2_service import V2Stub
 from gateway.server import Gateway, build_dataplane
 from gateway.supervisor import Supervisor
 from gateway.supervisor.torchserve import TorchServeRunner
-from gateway.tensors import InferResponse
+from gateway.tensors import InferRequest, InferResponse, Tensor
 
 
 @dataclass
@@ -210,3 +212,75 @@ def servegate_up(
             raise RuntimeError(f"servegate up did not start:\n{log_path.read_text()[-4000:]}")
         time.sleep(0.05)
     return ServegateUp(proc, json.loads(ready.read_text()), log_path)
+
+
+GATEWAY_DEADLINE_S = 3.0  # the `timeout` every GrpcLoad request carries
+CLIENT_TIMEOUT_S = 20.0  # far past it: a client that waits this long got no answer
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
+    until = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < until, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.02)
+
+
+class GrpcLoad:
+    """Threads sending digits requests to one variant, recording every outcome."""
+
+    def __init__(self, address: str, variant: str, x: np.ndarray, threads: int = 3) -> None:
+        self.address, self.model, self.x = address, f"digits@{variant}", x
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.results: list[tuple[float, str, float]] = []  # sent, outcome, took
+        self.threads = [threading.Thread(target=self._run) for _ in range(threads)]
+
+    def _run(self) -> None:
+        msg = v2_grpc.request_to_pb(
+            InferRequest(
+                self.model,
+                (Tensor("pixels", "FP32", self.x),),
+                parameters={"timeout": int(GATEWAY_DEADLINE_S * 1e6)},
+            )
+        )
+        with grpc.insecure_channel(self.address) as channel:
+            stub = V2Stub(channel)  # type: ignore[arg-type]
+            while not self.stop.is_set():
+                sent = time.monotonic()
+                try:
+                    stub.ModelInfer(msg, timeout=CLIENT_TIMEOUT_S)
+                    outcome = "OK"
+                except grpc.RpcError as exc:
+                    took = time.monotonic() - sent
+                    code = exc.code().name  # type: ignore[attr-defined]
+                    outcome = "NO ANSWER" if took >= CLIENT_TIMEOUT_S - 1 else code
+                with self.lock:
+                    self.results.append((sent, outcome, time.monotonic() - sent))
+                if outcome != "OK":
+                    self.stop.wait(0.05)  # a client backing off; spares the 2 cores
+
+    def oks_after(self, t: float) -> list[float]:
+        """When each success that was sent after `t` was sent."""
+        with self.lock:
+            return [sent for sent, outcome, _ in self.results if outcome == "OK" and sent > t]
+
+    def __enter__(self) -> GrpcLoad:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(CLIENT_TIMEOUT_S + 5)
+            assert not t.is_alive(), "a request never came back"
+
+    def check_answers(self) -> set[str]:
+        """Every request was answered, within its deadline, with success or a code that
+        says 'not now'; returns the outcomes seen."""
+        outcomes = {outcome for _, outcome, _ in self.results}
+        assert "NO ANSWER" not in outcomes
+        assert outcomes <= {"OK", "UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"}
+        slowest = max(took for _, _, took in self.results)
+        assert slowest < GATEWAY_DEADLINE_S + 1.5, f"a request took {slowest:.2f} s"
+        return outcomes

@@ -19,6 +19,7 @@ from gateway.errors import (
     GatewayError,
     Overloaded,
     Unavailable,
+    Unreachable,
 )
 from gateway.tensors import InferRequest, InferResponse
 
@@ -108,6 +109,8 @@ def map_status(variant: str, code: grpc.StatusCode | int, details: str) -> Gatew
             return GatewayError(f"variant '{variant}': status {code}: {details}")
         code = status
     cls = _UPSTREAM.get(code, GatewayError)
+    if code == grpc.StatusCode.UNAVAILABLE and details.startswith("failed to connect"):
+        cls = Unreachable  # gRPC's own words when no connection could be made
     return cls(f"variant '{variant}': {code.name}: {details}")
 
 

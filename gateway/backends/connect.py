@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gateway.backends.base import Backend, Clock
+from gateway.backends.replicas import DNS_SCHEME, ReplicaSet
 from gateway.backends.tfserving import TFServingBackend
 from gateway.backends.torchserve import TorchServeBackend
 from gateway.backends.v2 import V2Backend
@@ -32,13 +33,21 @@ def connect(
 ) -> Backend:
     """A client for `variant` served at `endpoint` under the runner-side name `remote_model`.
 
-    `key_file`: TorchServe's token-authorization key file (its runner's keys).
+    Several endpoints (comma-separated) or a `dns:///` name make a ReplicaSet balancing
+    over one client per replica. `key_file`: TorchServe's token-authorization key file.
     """
     try:
         cls = BACKENDS[variant.protocol]
     except KeyError:
         raise ValueError(f"no backend client for protocol {variant.protocol!r}") from None
     extra = {"key_file": key_file} if variant.protocol == "torchserve" else {}
-    return cls(
-        name, endpoint, remote_model, max_message_bytes=max_message_bytes, clock=clock, **extra
-    )
+
+    def one(address: str) -> Backend:
+        return cls(
+            name, address, remote_model, max_message_bytes=max_message_bytes, clock=clock, **extra
+        )
+
+    endpoints = [e.strip() for e in endpoint.split(",") if e.strip()]
+    if len(endpoints) == 1 and not endpoints[0].startswith(DNS_SCHEME):
+        return one(endpoints[0])
+    return ReplicaSet(name, endpoints, one, clock=clock)

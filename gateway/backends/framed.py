@@ -14,7 +14,7 @@ import contextlib
 import logging
 
 from gateway.backends.base import map_status
-from gateway.errors import DeadlineExceeded, GatewayError, Unavailable
+from gateway.errors import DeadlineExceeded, GatewayError, Unavailable, Unreachable
 from gateway.protocol import framed
 
 log = logging.getLogger(__name__)
@@ -39,15 +39,34 @@ class FramedPool:
         self._closed = False
 
     async def call(self, kind: int, payload: bytes, *, timeout: float) -> bytes:
-        """The OK payload answering (kind, payload); raises the mapped GatewayError otherwise."""
+        """The OK payload answering (kind, payload); raises the mapped GatewayError otherwise.
+
+        A reused idle connection whose runner died since its last call (its hang-up not yet
+        read) fails before any answer: the frame then goes once more, on a new connection;
+        a runner that is not there refuses that one, which is Unreachable (never sent).
+        """
         if self._closed:
             raise Unavailable(f"variant '{self.variant}': client closed")
         conn: _Conn | None = None
         try:
             async with asyncio.timeout(timeout):
                 async with self._slots:
-                    conn = self._take() or await self._open()
-                    status, answer = await self._exchange(conn, kind, payload)
+                    conn = self._take()
+                    if conn is not None:
+                        try:
+                            status, answer = await self._exchange(conn, kind, payload)
+                        except (asyncio.IncompleteReadError, ConnectionError):
+                            _close(conn)
+                            conn = None
+                    if conn is None:
+                        try:
+                            conn = await self._open()
+                        except OSError as exc:
+                            raise Unreachable(
+                                f"variant '{self.variant}': UNAVAILABLE: the runner is "
+                                f"unreachable ({_why(exc)})"
+                            ) from None
+                        status, answer = await self._exchange(conn, kind, payload)
                     if not self._closed:  # closed meanwhile: the finally below drops it
                         self._idle.append(conn)
                         conn = None

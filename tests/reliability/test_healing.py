@@ -13,7 +13,7 @@ import asyncio
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,7 +32,14 @@ from gateway.server import Gateway, build_dataplane
 from gateway.supervisor import Probing, Supervisor
 from gateway.supervisor.restarts import RestartPolicy
 from gateway.tensors import InferRequest, Tensor
-from tests.live import ServegateUp, samples, servegate_up
+from tests.live import (
+    CLIENT_TIMEOUT_S,
+    GrpcLoad,
+    ServegateUp,
+    samples,
+    servegate_up,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration, pytest.mark.slow]
 
@@ -43,82 +50,12 @@ FAST = {
     "SERVEGATE_PROBE_FAILURES": "3",
     "SERVEGATE_RESTART_BACKOFF_S": "0.1",
 }
-GATEWAY_DEADLINE_S = 3.0  # the `timeout` every request carries
-CLIENT_TIMEOUT_S = 20.0  # far past it: a client that waits this long got no answer
 VARIANT_OF = {"onnx": "onnx", "jax": "jax", "tfserving": "tensorflow", "torchserve": "pytorch"}
 # Seconds from the kill to the first success, restart included. A cold restart cannot
 # beat the framework's start (TensorFlow's import alone is 3-6 s on 2 cores), so up_all
 # keeps a warm standby of every kind; cold restarts are covered by the crash-loop test
 # and measured by `servegate bench recovery`.
 RECOVERY_BOUND_S = 5.0
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
-    until = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < until, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.02)
-
-
-class GrpcLoad:
-    """Threads sending digits requests to one variant, recording every outcome."""
-
-    def __init__(self, address: str, variant: str, x: np.ndarray, threads: int = 3) -> None:
-        self.address, self.model, self.x = address, f"digits@{variant}", x
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.results: list[tuple[float, str, float]] = []  # sent, outcome, took
-        self.threads = [threading.Thread(target=self._run) for _ in range(threads)]
-
-    def _run(self) -> None:
-        msg = v2_grpc.request_to_pb(
-            InferRequest(
-                self.model,
-                (Tensor("pixels", "FP32", self.x),),
-                parameters={"timeout": int(GATEWAY_DEADLINE_S * 1e6)},
-            )
-        )
-        with grpc.insecure_channel(self.address) as channel:
-            stub = V2Stub(channel)  # type: ignore[arg-type]
-            while not self.stop.is_set():
-                sent = time.monotonic()
-                try:
-                    stub.ModelInfer(msg, timeout=CLIENT_TIMEOUT_S)
-                    outcome = "OK"
-                except grpc.RpcError as exc:
-                    took = time.monotonic() - sent
-                    code = exc.code().name  # type: ignore[attr-defined]
-                    outcome = "NO ANSWER" if took >= CLIENT_TIMEOUT_S - 1 else code
-                with self.lock:
-                    self.results.append((sent, outcome, time.monotonic() - sent))
-                if outcome != "OK":
-                    self.stop.wait(0.05)  # a client backing off; spares the 2 cores
-
-    def oks_after(self, t: float) -> list[float]:
-        """When each success that was sent after `t` was sent."""
-        with self.lock:
-            return [sent for sent, outcome, _ in self.results if outcome == "OK" and sent > t]
-
-    def __enter__(self) -> GrpcLoad:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(CLIENT_TIMEOUT_S + 5)
-            assert not t.is_alive(), "a request never came back"
-
-    def check_answers(self) -> set[str]:
-        """Every request was answered, within its deadline, with success or a code that
-        says 'not now'; returns the outcomes seen."""
-        outcomes = {outcome for _, outcome, _ in self.results}
-        assert "NO ANSWER" not in outcomes
-        assert outcomes <= {"OK", "UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"}
-        slowest = max(took for _, _, took in self.results)
-        assert slowest < GATEWAY_DEADLINE_S + 1.5, f"a request took {slowest:.2f} s"
-        return outcomes
 
 
 def runner_process(up: ServegateUp, kind: str) -> psutil.Process:
