@@ -73,7 +73,7 @@ def served(
     live = LiveRunners(imported_repository, lambda k: tmp_path_factory.mktemp(f"import-{k}"))
     try:
         endpoints = {kind: live.hop(kind) for kind in needed_runners(imported_repository)}
-        gw = start_gateway(imported_repository, endpoints)
+        gw = start_gateway(imported_repository, endpoints, key_files=live.key_files())
         yield gw
         gw.stop()
     finally:
