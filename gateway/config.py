@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     drain_delay_s: float = 0.0
     """On SIGTERM: how long to keep accepting after readiness goes NOT_SERVING, so load
     balancers notice first (Kubernetes: a few seconds)."""
-    hang_timeout_s: float = 15.0
+    hang_timeout_s: float = 30.0
     """A runner call unanswered this long (or one that gave up at its deadline) gets its
     variant a probe request; a probe unanswered this long means the runner hung (0: off)."""
     restart_backoff_s: float = 0.25
