@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from jaxlib.mlir import ir
+from jaxlib.mlir.dialects import stablehlo
 from onnx import helper
 
 from model_repo.importer.stablehlo_onnx import BATCH, Translator, Unsupported, Val, ints
@@ -64,7 +65,7 @@ def _broadcast(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
     if static and x.known is not None and np.prod(out.shape) <= max(x.known.size, 1024):
         arr = np.expand_dims(np.transpose(x.known, order), tuple(missing))
         return [known(np.broadcast_to(arr, out.shape), op)]  # type: ignore[arg-type]
-    name = tr.name(x)
+    name = tr.name(x) if static else tr.bname(x)  # a pending operand stays pending
     if order != list(range(len(dims))):
         name = tr.g.node("Transpose", [name], perm=order)
     if missing:
@@ -139,7 +140,43 @@ def _iota(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
     return [known(np.broadcast_to(ramp, shape), op)]
 
 
+def _gather(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
+    """The gathers JAX emits for `x[:, a:b]` (a slice whose start is a constant): a Slice.
+    Gathers at run-time indices (embedding lookups) are not translated."""
+    x, indices = ins[0], ins[1]
+    dn = stablehlo.GatherDimensionNumbers(op.attributes["dimension_numbers"])
+    rank = len(x.shape)
+    if (
+        indices.known is None
+        or list(dn.offset_dims) != list(range(rank))
+        or list(dn.collapsed_slice_dims)
+        or list(dn.operand_batching_dims)
+        or indices.known.size != len(dn.start_index_map)
+    ):
+        raise Unsupported(f"{op.name} other than a slice at constant starts")
+    if op.name == "stablehlo.gather":
+        sizes: list[int | str] = ints(op.attributes["slice_sizes"])  # type: ignore[assignment]
+    else:
+        sym = symbols(ins[2])
+        if sym is None:
+            raise Unsupported(f"{op.name} with slice sizes known only at run time")
+        sizes = list(sym)
+    axes, starts, ends = [], [], []
+    for axis, start in zip(dn.start_index_map, indices.known.reshape(-1), strict=True):
+        size, dim = sizes[axis], x.shape[axis]
+        if size == BATCH or dim is None:
+            raise Unsupported(f"{op.name} slicing the batch dim")
+        start = min(max(int(start), 0), dim - int(size))  # gather clamps its starts
+        axes.append(int(axis))
+        starts.append(start)
+        ends.append(start + int(size))
+    args = [np.array(v, dtype=np.int64) for v in (starts, ends, axes)]
+    return [tr.out(op, tr.g.node("Slice", [tr.name(x), *(tr.g.const(a) for a in args)]))]
+
+
 HANDLERS: dict[str, Handler] = {
+    "stablehlo.gather": _gather,
+    "stablehlo.dynamic_gather": _gather,
     "stablehlo.reshape": _reshape,
     "stablehlo.dynamic_reshape": _reshape,
     "stablehlo.broadcast_in_dim": _broadcast,
