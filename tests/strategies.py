@@ -227,7 +227,7 @@ def requests_of(ts: st.SearchStrategy[list[Tensor]]) -> st.SearchStrategy[InferR
 
 # ---- hostile gRPC: any ModelInferRequest, and any bytes ----
 
-_CONTENTS: dict[str, st.SearchStrategy[list[Any]]] = {
+PB_CONTENTS: dict[str, st.SearchStrategy[list[Any]]] = {
     "bool_contents": st.lists(st.booleans(), max_size=6),
     "int_contents": st.lists(st.integers(-(2**31), 2**31 - 1), max_size=6),
     "int64_contents": st.lists(st.integers(-(2**63), 2**63 - 1), max_size=6),
@@ -237,7 +237,7 @@ _CONTENTS: dict[str, st.SearchStrategy[list[Any]]] = {
     "fp64_contents": st.lists(st.floats(), max_size=6),
     "bytes_contents": st.lists(st.binary(max_size=6), max_size=6),
 }
-_PARAMS: list[tuple[str, st.SearchStrategy[Any]]] = [
+PB_PARAMS: list[tuple[str, st.SearchStrategy[Any]]] = [
     ("bool_param", st.booleans()),
     ("int64_param", st.integers(-(2**63), 2**63 - 1)),
     ("string_param", st.text(max_size=8)),
@@ -251,7 +251,7 @@ pb_shapes = st.lists(pb_dims, max_size=4) | st.lists(st.integers(0, 3), max_size
 @st.composite
 def _fill_params(draw: st.DrawFn, into: Any, names: st.SearchStrategy[str]) -> None:
     for key in draw(st.lists(names, max_size=3)):
-        field, values = draw(st.sampled_from(_PARAMS))
+        field, values = draw(st.sampled_from(PB_PARAMS))
         setattr(into[key], field, draw(values))
 
 
@@ -275,8 +275,8 @@ def model_infer_requests(draw: st.DrawFn) -> pb.ModelInferRequest:
             # contents get past the count check to the conversion itself.
             own = getattr(DATATYPES.get(t.datatype), "contents_field", None)
             fits = own is not None and draw(st.booleans())
-            field = own if fits else draw(st.sampled_from(list(_CONTENTS)))
-            values = draw(_CONTENTS[field])
+            field = own if fits else draw(st.sampled_from(list(PB_CONTENTS)))
+            values = draw(PB_CONTENTS[field])
             getattr(t.contents, field).extend(values)
             if fits:
                 del t.shape[:]
