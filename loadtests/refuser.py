@@ -6,7 +6,10 @@ Answers every v2 ModelInfer with RESOURCE_EXHAUSTED (gRPC) or every POST with 42
 before reading anything else: the cheapest answer a server with perfect admission
 control can give. Driving it at a rate shows what the generator alone can offer on
 this machine: where it already falls behind here (start lag, unanswered, not sent), a
-gateway's figures at that rate measure the generator, not the gateway.
+gateway's figures at that rate measure the generator, not the gateway. The refuser is
+itself a Python grpc.aio (or aiohttp) server: far cheaper per request than a gateway,
+but on a machine starved of CPU it can fall behind too, so a bad baseline says "this
+machine cannot offer that rate", not which of the two gave out.
 `running(protocol, workdir)` starts it as a child process on 127.0.0.1:0 and yields
 its address once it has written its port file.
 """
