@@ -108,6 +108,7 @@ def read_ready_file(path: Path, host: str = "127.0.0.1") -> System:
     return System(
         http_url=f"http://{host}:{doc['http_port']}",
         grpc_address=f"{host}:{doc['grpc_port']}",
+        gateway_pid=doc.get("gateway_pid"),  # when `servegate up` writes it
         runners=runners,
     )
 
