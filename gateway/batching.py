@@ -29,6 +29,9 @@ from gateway.tensors import InferRequest, InferResponse, Tensor
 
 Send = Callable[[InferRequest, float], Awaitable[InferResponse]]
 Clock = Callable[[], float]
+Observe = Callable[[str, int, list[float], float, float, float], None]
+"""After each runner call: (model version, rows, each member's seconds queued, seconds
+to stack, seconds in the call, seconds to split) -- the statistics extension's timing."""
 
 
 def batch_key(request: InferRequest) -> Hashable:
@@ -54,6 +57,7 @@ class Pending:
     rows: int
     key: Hashable
     future: asyncio.Future[InferResponse] = field(repr=False)
+    queued_at: float = 0.0
 
 
 def take_batch(
@@ -143,11 +147,20 @@ class _Lane:
 class Batcher:
     """Coalesces requests for one variant; one batch in flight per lane."""
 
-    def __init__(self, name: str, cfg: BatchingConfig, send: Send, *, clock: Clock) -> None:
+    def __init__(
+        self,
+        name: str,
+        cfg: BatchingConfig,
+        send: Send,
+        *,
+        clock: Clock,
+        observe: Observe | None = None,
+    ) -> None:
         self.name = name
         self.cfg = cfg
         self._send = send
         self._clock = clock
+        self._observe = observe
         self._lanes: dict[Hashable, _Lane] = {}
         self._batch_seconds = 0.0  # EWMA of one runner call, for the retry hint
         self._closed = False
@@ -180,7 +193,7 @@ class Batcher:
         lane = self._lanes.get(key)
         if lane is None:
             lane = self._lanes[key] = _Lane()
-        lane.queue.append(Pending(request, deadline, rows, key, future))
+        lane.queue.append(Pending(request, deadline, rows, key, future, self._clock()))
         if lane.task is None:
             lane.task = asyncio.create_task(self._run(key, lane), name=f"batcher {self.name}")
         lane.wakeup.set()
@@ -222,8 +235,19 @@ class Batcher:
         started = self._clock()
         try:
             merged = stack([p.request for p in batch])
+            stacked = self._clock()
             response = await self._send(merged, batch_deadline(batch))
+            answered = self._clock()
             parts = split(response, [p.rows for p in batch])
+            if self._observe is not None:
+                self._observe(
+                    merged.model_version,
+                    sum(p.rows for p in batch),
+                    [started - p.queued_at for p in batch],
+                    stacked - started,
+                    answered - stacked,
+                    self._clock() - answered,
+                )
         except asyncio.CancelledError:
             _fail(batch, Unavailable(f"variant '{self.name}' is shutting down"))
             raise

@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gateway import client
+from gateway import doctor as doctor_checks
 from gateway.config import (
     DEFAULT_REPOSITORY,
     Repository,
@@ -219,7 +220,7 @@ def _write_ready_file(
     """What scripts and tests need to find a `servegate up` started on port 0. A runner's
     `endpoint` is its gRPC address; `gateway_endpoint` is where the gateway forwards."""
     doc = {
-        "pid": os.getpid(),
+        "gateway_pid": os.getpid(),
         "http_port": gateway.http_port,
         "grpc_port": gateway.grpc_port,
         "runners": {
@@ -386,6 +387,30 @@ def infer(
                 + (f" (label {label})" if label is not None else "")
             )
     console.print(f"variant: {response.parameters.get('variant', '?')}, {elapsed:.1f} ms")
+
+
+@app.command()
+def doctor(
+    install: Annotated[
+        list[str] | None, typer.Option(help="Install a tool: perf_analyzer (repeatable).")
+    ] = None,
+) -> None:
+    """What this machine has for servegate (frameworks, Java, perf_analyzer, Docker, GPU)."""
+    for tool in install or []:
+        if tool != "perf_analyzer":
+            console.print(f"[red]unknown tool {tool!r}; known: perf_analyzer[/]")
+            raise typer.Exit(2)
+        with console.status("installing perf_analyzer (tritonclient 2.50.0's binary)"):
+            try:
+                path = doctor_checks.install_perf_analyzer()
+            except doctor_checks.ToolError as exc:
+                console.print(f"[red]{exc}[/]")
+                raise typer.Exit(1) from None
+        console.print(f"perf_analyzer installed: {path}")
+    table = Table("what", "here")
+    for what, state in doctor_checks.report():
+        table.add_row(what, state)
+    console.print(table)
 
 
 @app.command(

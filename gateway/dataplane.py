@@ -23,9 +23,10 @@ from gateway.config import ModelConfig, Repository
 from gateway.errors import BadRequest, GatewayError, ModelNotFound, Unavailable
 from gateway.health import RunnerState, RunnerStatus, Watchdog
 from gateway.metrics import Metrics
-from gateway.protocol import signature
+from gateway.protocol import model_config, signature
 from gateway.protocol.grpc_errors import internal
 from gateway.router import selection
+from gateway.statistics import Statistics, VariantStats
 from gateway.tensors import InferRequest, InferResponse
 from gateway.variant import ServedVariant
 
@@ -34,7 +35,12 @@ log = logging.getLogger(__name__)
 # Request parameters the gateway acts on itself; they never reach a runner.
 CONSUMED = frozenset({selection.PIN_PARAMETER, "timeout", "binary_data_output"})
 
-EXTENSIONS = ("binary_tensor_data", "servegate_variants")
+EXTENSIONS = (
+    "binary_tensor_data",
+    "model_configuration",
+    "statistics",
+    "servegate_variants",
+)
 
 MAX_TIMEOUT_S = 24 * 3600.0
 """A deadline further away than this means none in particular: it is cut to this."""
@@ -73,6 +79,7 @@ class DataPlane:
         self.metrics = metrics if metrics is not None else Metrics()
         self.clock = clock
         self.admission = Admission(max_queued_bytes=max_queued_bytes)
+        self.statistics = Statistics()
         self.watchdog = Watchdog(hang_timeout_s=hang_timeout_s, on_stuck=self._stuck, clock=clock)
         self.on_stuck: Callable[[str, str], None] | None = None
         """Told (runner kind, reason) when a local runner is found hung: the supervisor."""
@@ -87,8 +94,9 @@ class DataPlane:
         self._variants: dict[tuple[str, str], ServedVariant] = {}
         for (model, variant), backend in backends.items():
             served = ServedVariant(
-                repository[model], variant, backend, metrics=self.metrics, clock=clock
-            )
+                repository[model], variant, backend,
+                metrics=self.metrics, clock=clock, statistics=self.statistics,
+            )  # fmt: skip
             self.watchdog.watch(served.key, served.probe, served.progress)
             self._variants[(model, variant)] = served
         self.metrics.watch_load(self._inflight, lambda: self.admission.queued_bytes)
@@ -161,6 +169,7 @@ class DataPlane:
         """
         start = self.clock()
         model, variant = "", ""  # labels only once known: never a client's free text
+        target: Target | None = None
         own = ticket is None
         if ticket is None:
             ticket = self.hold(sum(t.data.nbytes for t in request.inputs))
@@ -172,19 +181,30 @@ class DataPlane:
             self._enter(ticket, target)
             response = await self._infer(request, target, deadline)
         except GatewayError as exc:
-            self.metrics.requests.labels(model, variant, protocol, type(exc).__name__).inc()
+            self._count(target, protocol, type(exc).__name__, start)
             raise
         except Exception as exc:
             # A bug or an unforeseen backend failure: logged with an error id, answered as
             # a 500 that carries only that id.
-            self.metrics.requests.labels(model, variant, protocol, "GatewayError").inc()
+            self._count(target, protocol, "GatewayError", start)
             raise internal(log, f"serving {model}@{variant}") from exc
         finally:
             if own:
                 ticket.release()
-        self.metrics.requests.labels(model, variant, protocol, "ok").inc()
-        self.metrics.request_seconds.labels(model, variant, protocol).observe(self.clock() - start)
+        self._count(target, protocol, "ok", start)
         return response
+
+    def _count(self, target: Target | None, protocol: str, outcome: str, start: float) -> None:
+        """One answered request in the metrics and, once its variant is known, the
+        statistics extension's success/fail counters."""
+        took = self.clock() - start
+        model, variant = (target.model.name, target.variant) if target else ("", "")
+        self.metrics.requests.labels(model, variant, protocol, outcome).inc()
+        if outcome == "ok":
+            self.metrics.request_seconds.labels(model, variant, protocol).observe(took)
+        if target is not None:
+            key = (model, target.version, variant)
+            self.statistics.request(key, outcome == "ok", took)
 
     async def _infer(
         self, request: InferRequest, target: Target, deadline: float | None
@@ -346,6 +366,23 @@ class DataPlane:
             "parameters": {"default_variant": model.routing.default, "variant": target.variant},
             "variants": variants,
         }
+
+    def model_config(
+        self, model_name: str, version: str = "", pin: str | None = None
+    ) -> dict[str, Any]:
+        """Triton's model configuration of the model as its chosen variant serves it."""
+        target = self.resolve(model_name, version, pin)
+        return model_config.model_config(target.model, model_name, target.variant)
+
+    def model_statistics(self, model_name: str = "", version: str = "") -> list[dict[str, Any]]:
+        """Triton's model_stats: `digits` sums its variants, `digits@jax` is that variant
+        alone, no name lists every model and then every variant."""
+        if not model_name:
+            return self.statistics.report()
+        name, alias = selection.split_alias(model_name)
+        target = self.resolve(model_name, version)
+        found = self.statistics.report(name, version, target.variant if alias else None)
+        return found or [VariantStats().doc(model_name, version or target.version)]
 
     async def aclose(self) -> None:
         await self.watchdog.aclose()

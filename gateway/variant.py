@@ -20,6 +20,7 @@ from gateway.config import ModelConfig, VariantConfig
 from gateway.errors import DeadlineExceeded, GatewayError, Unavailable
 from gateway.health import Progress, RunnerState, RunnerStatus
 from gateway.metrics import Metrics
+from gateway.statistics import Statistics
 from gateway.tensors import DATATYPES, InferRequest, InferResponse, Tensor
 
 log = logging.getLogger("servegate.variant")
@@ -54,6 +55,7 @@ class ServedVariant:
         *,
         metrics: Metrics,
         clock: Clock,
+        statistics: Statistics | None = None,
     ) -> None:
         self.model = model
         self.name = name
@@ -65,9 +67,12 @@ class ServedVariant:
         self.progress = Progress()
         self.status: RunnerStatus | None = None
         self.latency_s = 0.0  # EWMA of answered runner calls, for retry hints
+        self.statistics = statistics if statistics is not None else Statistics()
         self.batcher: Batcher | None = None
         if model.batching is not None:
-            self.batcher = Batcher(self.key, model.batching, self._call, clock=clock)
+            self.batcher = Batcher(
+                self.key, model.batching, self._call, clock=clock, observe=self._observe
+            )
         self._batch_rows = metrics.batch_rows.labels(model.name, name)
         self._backend_seconds = metrics.backend_seconds.labels(model.name, name)
         self._retired: set[asyncio.Task[None]] = set()
@@ -98,15 +103,25 @@ class ServedVariant:
             return await self.batcher.submit(request, deadline)
         return await self._call(request, deadline)
 
+    def _observe(
+        self, version: str, rows: int, queued: list[float], stack: float, call: float, split: float
+    ) -> None:
+        key = (self.model.name, version, self.name)
+        self.statistics.execution(key, rows, queued, stack, call, split)
+
     async def _call(self, request: InferRequest, deadline: float) -> InferResponse:
-        """One runner call: timed, counted, and reported to the watchdog."""
-        self._batch_rows.observe(request.inputs[0].shape[0] if request.inputs[0].shape else 1)
+        """One runner call: timed, counted, and reported to the watchdog (and, unbatched,
+        to the statistics: the batcher reports its own calls)."""
+        rows = request.inputs[0].shape[0] if request.inputs[0].shape else 1
+        self._batch_rows.observe(rows)
         start = self.clock()
         call = self.progress.begin(start)
         answered = False
         try:
             response = await self.backend.infer(request, deadline=deadline)
             answered = True
+            if self.batcher is None:
+                self._observe(request.model_version, rows, [0.0], 0.0, self.clock() - start, 0.0)
             return response
         except DeadlineExceeded:
             raise

@@ -12,10 +12,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from gateway.dataplane import DataPlane
 from gateway.protocol import v2_grpc
+from gateway.protocol.model_config import to_pb as model_config_pb
 from gateway.protocol.pb import v2_pb2 as pb
 from gateway.protocol.v2_service import generic_handler, parse
 from gateway.router.selection import PIN_HEADER
@@ -86,6 +88,19 @@ def servicer(dataplane: DataPlane) -> grpc.GenericRpcHandler:
             ticket.release()
         return v2_grpc.response_to_pb(response)
 
+    async def model_config(req: pb.ModelConfigRequest, ctx: grpc.aio.ServicerContext) -> Message:
+        doc = dataplane.model_config(req.name, req.version, _pin(ctx))
+        return pb.ModelConfigResponse(config=model_config_pb(doc))
+
+    async def model_statistics(
+        req: pb.ModelStatisticsRequest, __: grpc.aio.ServicerContext
+    ) -> Message:
+        reply = pb.ModelStatisticsResponse()
+        json_format.ParseDict(
+            {"model_stats": dataplane.model_statistics(req.name, req.version)}, reply
+        )
+        return reply
+
     handlers: dict[str, Method] = {
         "ServerLive": server_live,
         "ServerReady": server_ready,
@@ -93,5 +108,7 @@ def servicer(dataplane: DataPlane) -> grpc.GenericRpcHandler:
         "ServerMetadata": server_metadata,
         "ModelMetadata": model_metadata,
         "ModelInfer": model_infer,
+        "ModelConfig": model_config,
+        "ModelStatistics": model_statistics,
     }
     return generic_handler(handlers, log, raw=("ModelInfer",))

@@ -158,6 +158,19 @@ def create_app(
     async def server_metadata() -> Response:
         return _json(dataplane.server_metadata())
 
+    @app.get("/v2/models/stats", tags=["statistics"])
+    @app.get("/v2/models/{model}/stats", tags=["statistics"])
+    @app.get("/v2/models/{model}/versions/{version}/stats", tags=["statistics"])
+    async def model_stats(model: str = "", version: str = "") -> Response:
+        """Triton's statistics extension, from the gateway's own timing."""
+        return _json({"model_stats": dataplane.model_statistics(model, version)})
+
+    @app.get("/v2/models/{model}/config", tags=["metadata"])
+    @app.get("/v2/models/{model}/versions/{version}/config", tags=["metadata"])
+    async def model_config(model: str, request: Request, version: str = "") -> Response:
+        """Triton's model configuration extension, derived from model.yaml."""
+        return _json(dataplane.model_config(model, version, request.headers.get(PIN_HEADER)))
+
     @app.get("/v2/models/{model}", tags=["metadata"])
     @app.get("/v2/models/{model}/versions/{version}", tags=["metadata"])
     async def model_metadata(model: str, request: Request, version: str = "") -> Response:
