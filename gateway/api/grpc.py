@@ -19,7 +19,7 @@ from gateway.dataplane import DataPlane
 from gateway.protocol import v2_grpc
 from gateway.protocol.model_config import to_pb as model_config_pb
 from gateway.protocol.pb import v2_pb2 as pb
-from gateway.protocol.v2_service import generic_handler, parse
+from gateway.protocol.v2_service import generic_handler
 from gateway.router.selection import PIN_HEADER
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def servicer(dataplane: DataPlane) -> grpc.GenericRpcHandler:
     async def model_infer(data: bytes, ctx: grpc.aio.ServicerContext) -> Message:
         ticket = dataplane.hold(len(data))
         try:
-            request = v2_grpc.request_from_pb(parse(pb.ModelInferRequest, data))
+            request = v2_grpc.request_from_bytes(data)
             remaining = ctx.time_remaining()
             deadline = None if remaining is None else dataplane.clock() + remaining
             response = await dataplane.infer(

@@ -13,10 +13,10 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
-from google.protobuf.message import DecodeError
 
 from gateway.errors import BadRequest
 from gateway.protocol.pb import v2_pb2 as pb
+from gateway.protocol.v2_service import parse
 from gateway.tensors import (
     DATATYPES,
     OBJECT_ITEMSIZE,
@@ -155,11 +155,7 @@ def request_from_bytes(data: bytes) -> InferRequest:
     For a front end that takes raw bytes (an identity deserializer), so that a garbled
     message is INVALID_ARGUMENT rather than grpc's own INTERNAL for a failed deserializer.
     """
-    try:
-        msg = pb.ModelInferRequest.FromString(data)
-    except DecodeError:
-        raise BadRequest("the request is not a valid ModelInferRequest message") from None
-    return request_from_pb(msg)
+    return request_from_pb(parse(pb.ModelInferRequest, data))
 
 
 def request_to_pb(req: InferRequest) -> pb.ModelInferRequest:
