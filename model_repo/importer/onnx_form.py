@@ -14,6 +14,7 @@ from typing import Any
 import onnx
 from onnx import helper, version_converter
 
+from model_repo.importer.onnx_shapes import constant_reshapes
 from model_repo.importer.signature import Signature, Spec
 
 OPSET = 17
@@ -73,7 +74,7 @@ def normalize(
         if src != spec.name:
             g.node.append(helper.make_node("Identity", [src], [spec.name]))
     g.output.extend([_value_info(s) for s in sig.outputs])
-    out = _erfc_as_erf(out)
+    out = constant_reshapes(_erfc_as_erf(out))
     onnx.checker.check_model(out)
     return out
 

@@ -38,9 +38,6 @@ class Unsupported(Exception):
     """An op (or an op's attribute) this translator does not handle."""
 
 
-BATCH = "b"  # the symbolic batch size in `Val.sym` (the only dynamic dim a signature has)
-
-
 @dataclass
 class Val:
     """An SSA value: an ONNX tensor name, a numpy constant known now, or both.

@@ -16,7 +16,8 @@ from jaxlib.mlir import ir
 from jaxlib.mlir.dialects import stablehlo
 from onnx import helper
 
-from model_repo.importer.stablehlo_onnx import BATCH, Translator, Unsupported, Val, ints
+from model_repo.importer.onnx_shapes import BATCH, batch_shape
+from model_repo.importer.stablehlo_onnx import Translator, Unsupported, Val, ints
 from model_repo.importer.stablehlo_ops import Handler, as_i64, known
 
 
@@ -25,9 +26,10 @@ def _reshape(tr: Translator, op: Any, ins: list[Val]) -> list[Val]:
     out = Val(op.results[0].type)
     if op.name == "stablehlo.dynamic_reshape":
         sym = symbols(ins[1])
-        if sym is not None and sym.count(BATCH) == 1 and sym[0] == BATCH and x.shape[:1] == [None]:
-            # ONNX Reshape's 0 copies the input's dim: the batch dim, no Shape op needed
-            shape = tr.g.const(np.array([0, *sym[1:]], dtype=np.int64))
+        data: list[int | str] = [BATCH if d is None else d for d in x.shape]
+        target = batch_shape(list(sym), data) if sym is not None else None
+        if target is not None:  # the batch dim as -1 or 0: no Shape op needed
+            shape = tr.g.const(np.array(target, dtype=np.int64))
         else:
             shape = as_i64(tr, ins[1])
     elif None in out.shape:

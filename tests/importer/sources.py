@@ -1,5 +1,5 @@
 """The test models, built here in each source format: a small CNN (conv, batch norm,
-ReLU/GELU, max pool, global average pool, dense) and an MLP (dense, ReLU, tanh).
+ReLU/GELU, max pool, flatten or global average pool, dense) and an MLP (dense, ReLU, tanh).
 
 Each framework builds its own network natively with seeded weights, so every import
 starts from a source that framework really wrote. Shapes: CNN NCHW [-1, 3, 16, 16]
@@ -29,12 +29,13 @@ def torch_models() -> dict[str, object]:
             super().__init__()
             self.c1, self.bn1 = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
             self.c2, self.bn2 = nn.Conv2d(8, 16, 3, padding=1, stride=2), nn.BatchNorm2d(16)
-            self.pool, self.fc = nn.MaxPool2d(2), nn.Linear(16, 10)
+            self.pool, self.fc = nn.MaxPool2d(2), nn.Linear(16 * 4 * 4, 10)
 
         def forward(self, image: torch.Tensor) -> torch.Tensor:
             h = torch.relu(self.bn1(self.c1(image)))
             h = self.pool(nn.functional.gelu(self.bn2(self.c2(h))))
-            return self.fc(h.mean(dim=(2, 3)))
+            # view(size(0), -1): the exporters compute this shape from the batch size
+            return self.fc(h.view(h.size(0), -1)) + h.mean(dim=(1, 2, 3)).unsqueeze(1)
 
     class MLP(nn.Module):
         def __init__(self) -> None:
