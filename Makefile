@@ -8,6 +8,9 @@ STAMP := $(VENV)/.servegate-installed
 # pip check reports this one line by design: tensorflow-serving-api is installed with
 # --no-deps beside tensorflow-cpu (its metadata would pull the 1.9 GB CUDA tensorflow).
 EXPECTED_PIP_CHECK := tensorflow-serving-api 2.21.0 requires tensorflow, which is not installed.
+# and onnx2torch (the importer's ONNX -> torch converter) is installed with --no-deps: its
+# metadata pulls torchvision, whose PyPI wheels fail beside the CPU torch.
+EXPECTED_PIP_CHECK_2 := onnx2torch 1.5.15 requires torchvision, which is not installed.
 
 .PHONY: up test lint env models clean
 
@@ -18,7 +21,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade "pip>=24"
 	$(PY) -m pip install -q -e '.[all]'
 	$(PY) -m pip install -q --no-deps tensorflow-serving-api==2.21.0
-	@out=$$($(PY) -m pip check 2>&1 | grep -vxF '$(EXPECTED_PIP_CHECK)' | grep -v '^No broken requirements found' || true); \
+	$(PY) -m pip install -q --no-deps onnx2torch==1.5.15
+	@out=$$($(PY) -m pip check 2>&1 | grep -vxF -e '$(EXPECTED_PIP_CHECK)' -e '$(EXPECTED_PIP_CHECK_2)' | grep -v '^No broken requirements found' || true); \
 	  if [ -n "$$out" ]; then echo "pip check: $$out"; exit 1; fi
 	touch $(STAMP)
 

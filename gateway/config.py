@@ -211,13 +211,41 @@ class RoutingConfig(_Frozen):
     """The variant a request gets when it does not pin one."""
 
 
+class VersionPolicy(_Frozen):
+    """Which numbered version folders are served (Triton's and TF Serving's policies):
+    the `latest` N, `specific` ones, or `all`. Exactly one is given."""
+
+    latest: int | None = Field(default=None, ge=1)
+    specific: tuple[int, ...] | None = Field(default=None, min_length=1)
+    all: bool = False
+
+    @model_validator(mode="after")
+    def _one(self) -> VersionPolicy:
+        given = [self.latest is not None, self.specific is not None, self.all]
+        if sum(given) != 1:
+            raise ValueError("version_policy: give exactly one of latest, specific, all")
+        return self
+
+    def select(self, found: list[str]) -> list[str]:
+        """The versions served, of those `found` on disk (in numeric order)."""
+        ordered = sorted(found, key=int)
+        if self.all:
+            return ordered
+        if self.latest is not None:
+            return ordered[-self.latest :]
+        wanted = {str(v) for v in self.specific or ()}
+        return [v for v in ordered if v in wanted]
+
+
 class ModelConfig(_Frozen):
     """A model folder's model.yaml."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     description: str = ""
     versions: tuple[str, ...] = ("1",)
-    """Numbered version folders; the last one is the default version."""
+    """Numbered version folders served; the last one is the default version. With a
+    `version_policy` instead, the policy picks them from the folders on disk."""
+    version_policy: VersionPolicy | None = None
     signature: Signature
     variants: dict[str, VariantConfig] = Field(min_length=1)
     routing: RoutingConfig
@@ -324,6 +352,17 @@ def load_model(folder: Path) -> ModelConfig:
     if not isinstance(raw, dict):
         raise RepositoryError(f"{path}: expected a mapping at the top level")
     raw.setdefault("name", folder.name)
+    if raw.get("version_policy") is not None:
+        if "versions" in raw:
+            raise RepositoryError(f"{path}: give versions or version_policy, not both")
+        found = [p.name for p in folder.iterdir() if p.is_dir() and p.name.isdigit()]
+        policy = VersionPolicy.model_validate(raw["version_policy"])
+        raw["versions"] = policy.select(found)
+        if not raw["versions"]:
+            raise RepositoryError(
+                f"{path}: version_policy {policy.model_dump(exclude_defaults=True)} "
+                f"selects none of the version folders found {sorted(found, key=int)}"
+            )
     return ModelConfig.model_validate(raw)
 
 

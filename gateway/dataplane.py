@@ -74,6 +74,7 @@ class DataPlane:
         max_queued_bytes: int = 256 * 1024 * 1024,
         hang_timeout_s: float = 0.0,
         connect: Connect | None = None,
+        reach: Mapping[str, tuple[str, Path | None]] | None = None,
     ) -> None:
         self.repository = repository
         self.metrics = metrics if metrics is not None else Metrics()
@@ -89,17 +90,58 @@ class DataPlane:
         self._default_timeout_s = default_timeout_s
         self._max_concurrency = max_concurrency
         self._connect = connect
+        self._reach = dict(reach or {})
+        """runner kind -> (endpoint, key file): how its local runner is reached now."""
         self._restarts: dict[str, int] = {}
         self._runners: dict[str, RunnerStatus] = {}
         self._variants: dict[tuple[str, str], ServedVariant] = {}
         for (model, variant), backend in backends.items():
-            served = ServedVariant(
-                repository[model], variant, backend,
-                metrics=self.metrics, clock=clock, statistics=self.statistics,
-            )  # fmt: skip
-            self.watchdog.watch(served.key, served.probe, served.progress)
-            self._variants[(model, variant)] = served
+            self._add(repository[model], variant, backend)
         self.metrics.watch_load(self._inflight, lambda: self.admission.queued_bytes)
+
+    def _add(self, model: ModelConfig, variant: str, backend: Backend) -> ServedVariant:
+        served = ServedVariant(
+            model, variant, backend,
+            metrics=self.metrics, clock=self.clock, statistics=self.statistics,
+        )  # fmt: skip
+        self.watchdog.watch(served.key, served.probe, served.progress)
+        self._variants[(model.name, variant)] = served
+        return served
+
+    def install(
+        self,
+        repository: Repository,
+        model: ModelConfig,
+        endpoints: Mapping[str, tuple[str, Path | None]],
+    ) -> list[ServedVariant]:
+        """Serves `model` (as `repository` now has it) from here on, in one step: requests
+        that resolve after this see the new configuration and variants; the ones already
+        on their way finish on the old variants, returned for the caller to drain.
+
+        `endpoints`: runner kind -> (endpoint, key file) of fresh local runners to reach;
+        other kinds are reached where they are now; a variant's own endpoint wins.
+        """
+        if self._connect is None:
+            raise Unavailable("this gateway cannot load models (no way to reach runners)")
+        fresh = {}
+        for name, variant in model.variants.items():
+            endpoint, key_file = {**self._reach, **endpoints}.get(variant.runner, ("", None))
+            endpoint = variant.endpoint or endpoint
+            if endpoint:
+                fresh[name] = self._connect(model, name, endpoint, key_file)
+        old = self.remove(model.name)
+        self.repository = repository
+        for name, backend in fresh.items():
+            self._add(model, name, backend)
+        return old
+
+    def remove(self, name: str) -> list[ServedVariant]:
+        """Stops serving model `name` (404 from here on); returns its variants to drain."""
+        old = [s for (m, _), s in self._variants.items() if m == name]
+        for served in old:
+            del self._variants[(name, served.name)]
+            self.watchdog.forget(served.key)
+        return old
 
     def start(self) -> None:
         """Starts the background work (the watchdog); call from the serving event loop."""
@@ -265,6 +307,8 @@ class DataPlane:
         """The supervisor's word on a local runner: every variant it serves follows it, and
         reaches it at its (new) endpoint once it is READY again."""
         self._runners[status.kind] = status
+        if status.endpoint:
+            self._reach[status.kind] = (status.endpoint, status.key_file)
         up = status.state is RunnerState.READY
         self.metrics.runner_up.labels(status.kind).set(1 if up else 0)
         counted = self._restarts.get(status.kind, 0)

@@ -101,6 +101,10 @@ class Watchdog:
         self._probes[variant] = probe
         self._progress[variant] = progress
 
+    def forget(self, variant: str) -> None:
+        self._probes.pop(variant, None)
+        self._progress.pop(variant, None)
+
     def start(self) -> None:
         if self._task is None and self.hang_timeout_s > 0:
             self._task = asyncio.create_task(self._run(), name="watchdog")
@@ -114,7 +118,7 @@ class Watchdog:
     def check(self) -> None:
         """Starts a probe for every variant with a call unanswered too long or given up."""
         now = self._clock()
-        for variant, progress in self._progress.items():
+        for variant, progress in list(self._progress.items()):
             suspicious = progress.gave_up or progress.oldest_age(now) > self.hang_timeout_s
             progress.gave_up = False
             if suspicious and variant not in self._probing:

@@ -28,6 +28,7 @@ from gateway.backends.connect import connect
 from gateway.config import BatchingConfig, ModelConfig, Repository, Settings
 from gateway.dataplane import DataPlane
 from gateway.guards import GrpcAuthInterceptor
+from gateway.lifecycle import Lifecycle
 from gateway.tls import exposure_warning, grpc_server_credentials, load_tls, uvicorn_ssl_kwargs
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ def build_dataplane(
         max_queued_bytes=settings.max_queued_bytes,
         hang_timeout_s=settings.hang_timeout_s,
         connect=make,
+        reach={kind: (e, key_files.get(kind)) for kind, e in runner_endpoints.items()},
     )
 
 
@@ -102,9 +104,14 @@ HEALTH_SERVICES = ("", "inference.GRPCInferenceService")
 class Gateway:
     """The HTTP and gRPC front ends of one DataPlane, in the running event loop."""
 
-    def __init__(self, dataplane: DataPlane, settings: Settings) -> None:
+    def __init__(
+        self, dataplane: DataPlane, settings: Settings, lifecycle: Lifecycle | None = None
+    ) -> None:
         self.dataplane = dataplane
         self.settings = settings
+        self.lifecycle = lifecycle or Lifecycle(
+            dataplane, settings.repository, drain_s=settings.shutdown_grace_s
+        )
         self.http_port = 0
         self.grpc_port = 0
         self._uvicorn: _Uvicorn | None = None
@@ -141,6 +148,7 @@ class Gateway:
             max_body_bytes=s.max_body_bytes,
             body_timeout_s=s.body_timeout_s,
             policy=policy,
+            lifecycle=self.lifecycle,
         )
         config = uvicorn.Config(
             app,
@@ -161,7 +169,7 @@ class Gateway:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        self._grpc.add_generic_rpc_handlers((grpc_api.servicer(self.dataplane),))
+        self._grpc.add_generic_rpc_handlers((grpc_api.servicer(self.dataplane, self.lifecycle),))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         address = f"{s.host}:{s.grpc_port}"
         self.grpc_port = (

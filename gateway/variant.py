@@ -76,6 +76,9 @@ class ServedVariant:
         self._batch_rows = metrics.batch_rows.labels(model.name, name)
         self._backend_seconds = metrics.backend_seconds.labels(model.name, name)
         self._retired: set[asyncio.Task[None]] = set()
+        self.active = 0  # requests in this variant now (a replaced one drains to 0)
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     @property
     def retry_after(self) -> float:
@@ -99,9 +102,24 @@ class ServedVariant:
         down = self.unavailable()
         if down is not None:
             raise down
-        if self.batcher is not None:
-            return await self.batcher.submit(request, deadline)
-        return await self._call(request, deadline)
+        self.active += 1
+        self._idle.clear()
+        try:
+            if self.batcher is not None:
+                return await self.batcher.submit(request, deadline)
+            return await self._call(request, deadline)
+        finally:
+            self.active -= 1
+            if not self.active:
+                self._idle.set()
+
+    async def drained(self, timeout: float) -> bool:
+        """Waits until no request is in this variant (up to `timeout`); True if none is."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     def _observe(
         self, version: str, rows: int, queued: list[float], stack: float, call: float, split: float

@@ -28,6 +28,7 @@ import uvloop
 
 from gateway import client
 from gateway.config import Repository, Settings
+from gateway.lifecycle import Lifecycle
 from gateway.protocol import v2_grpc
 from gateway.protocol.v2_service import V2Stub
 from gateway.server import Gateway, build_dataplane
@@ -284,3 +285,67 @@ class GrpcLoad:
         slowest = max(took for _, _, took in self.results)
         assert slowest < GATEWAY_DEADLINE_S + 1.5, f"a request took {slowest:.2f} s"
         return outcomes
+
+
+@dataclass
+class RunningStack:
+    """Supervisor + gateway + repository lifecycle in this process, wired as `servegate up`
+    wires them, serving in a background thread's event loop."""
+
+    gateway: Gateway
+    supervisor: Supervisor
+    lifecycle: Lifecycle
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway.http_port}"
+
+    @property
+    def grpc_address(self) -> str:
+        return f"127.0.0.1:{self.gateway.grpc_port}"
+
+    def call(self, coro: Any, timeout: float = 120) -> Any:
+        """Runs `coro` on the stack's loop and returns its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        async def close() -> None:
+            await self.gateway.stop()
+            await self.supervisor.aclose()
+
+        self.call(close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def start_stack(
+    repository: Repository,
+    kinds: list[str],
+    workdir: Path,
+    *,
+    settings: Mapping[str, object] | None = None,
+    **supervisor: Any,
+) -> RunningStack:
+    """Starts runners `kinds` under a Supervisor, and a gateway over them on port 0."""
+    cfg = Settings(
+        http_port=0, grpc_port=0, repository=repository.root, **(settings or {})  # type: ignore[arg-type]
+    )
+    loop = uvloop.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="stack", daemon=True)
+    thread.start()
+
+    async def build() -> tuple[Gateway, Supervisor, Lifecycle]:
+        sup = Supervisor(repository, workdir, **supervisor)
+        await sup.start(kinds)
+        key_files = {k: r.key_file for k, r in sup.runners.items() if r.key_file is not None}
+        dataplane = build_dataplane(cfg, repository, sup.gateway_endpoints(), key_files=key_files)
+        lifecycle = Lifecycle(dataplane, repository.root, runners=sup, drain_s=5.0)
+        gw = Gateway(dataplane, cfg, lifecycle)
+        await gw.start()
+        sup.serve(gw.dataplane)
+        return gw, sup, lifecycle
+
+    gw, sup, lifecycle = asyncio.run_coroutine_threadsafe(build(), loop).result(180)
+    return RunningStack(gw, sup, lifecycle, loop, thread)

@@ -8,7 +8,7 @@ takes the message as bytes: admission sees its size before anything decodes it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import grpc
@@ -16,6 +16,8 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from gateway.dataplane import DataPlane
+from gateway.errors import BadRequest
+from gateway.lifecycle import Lifecycle
 from gateway.protocol import v2_grpc
 from gateway.protocol.model_config import to_pb as model_config_pb
 from gateway.protocol.pb import v2_pb2 as pb
@@ -43,8 +45,18 @@ def _tensor_meta(specs: list[dict[str, Any]]) -> list[pb.ModelMetadataResponse.T
     ]
 
 
-def servicer(dataplane: DataPlane) -> grpc.GenericRpcHandler:
-    """The v2 gRPC service handler for `dataplane`."""
+def _repository_parameters(params: Mapping[str, pb.ModelRepositoryParameter]) -> None:
+    unsupported = sorted(set(params) - {"unload_dependents"})
+    if unsupported:
+        raise BadRequest(
+            f"parameters {unsupported} are not supported: load reads model.yaml and the "
+            "version folders from the repository; change them there"
+        )
+
+
+def servicer(dataplane: DataPlane, lifecycle: Lifecycle | None = None) -> grpc.GenericRpcHandler:
+    """The v2 gRPC service handler for `dataplane` (with the repository extension when a
+    `lifecycle` is given)."""
 
     async def server_live(_: pb.ServerLiveRequest, __: grpc.aio.ServicerContext) -> Message:
         return pb.ServerLiveResponse(live=dataplane.server_live())
@@ -101,6 +113,31 @@ def servicer(dataplane: DataPlane) -> grpc.GenericRpcHandler:
         )
         return reply
 
+    async def repository_index(
+        req: pb.RepositoryIndexRequest, __: grpc.aio.ServicerContext
+    ) -> Message:
+        assert lifecycle is not None
+        reply = pb.RepositoryIndexResponse()
+        for entry in await lifecycle.index(ready_only=req.ready):
+            reply.models.add(**entry)
+        return reply
+
+    async def repository_load(
+        req: pb.RepositoryModelLoadRequest, __: grpc.aio.ServicerContext
+    ) -> Message:
+        assert lifecycle is not None
+        _repository_parameters(req.parameters)
+        await lifecycle.load(req.model_name)
+        return pb.RepositoryModelLoadResponse()
+
+    async def repository_unload(
+        req: pb.RepositoryModelUnloadRequest, __: grpc.aio.ServicerContext
+    ) -> Message:
+        assert lifecycle is not None
+        _repository_parameters(req.parameters)
+        await lifecycle.unload(req.model_name)
+        return pb.RepositoryModelUnloadResponse()
+
     handlers: dict[str, Method] = {
         "ServerLive": server_live,
         "ServerReady": server_ready,
@@ -111,4 +148,10 @@ def servicer(dataplane: DataPlane) -> grpc.GenericRpcHandler:
         "ModelConfig": model_config,
         "ModelStatistics": model_statistics,
     }
+    if lifecycle is not None:
+        handlers |= {
+            "RepositoryIndex": repository_index,
+            "RepositoryModelLoad": repository_load,
+            "RepositoryModelUnload": repository_unload,
+        }
     return generic_handler(handlers, log, raw=("ModelInfer",))

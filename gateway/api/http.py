@@ -23,6 +23,7 @@ from gateway.auth import AccessPolicy
 from gateway.dataplane import DataPlane
 from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, RequestTimeout
 from gateway.guards import AuthMiddleware
+from gateway.lifecycle import Lifecycle
 from gateway.protocol import v2_http
 from gateway.protocol.grpc_errors import internal
 from gateway.router.selection import PIN_HEADER
@@ -102,12 +103,27 @@ def _header_length(request: Request) -> int | None:
     return None if value is None else _digits(value, "Inference-Header-Content-Length")
 
 
+def _repository_parameters(doc: Any) -> None:
+    """A load/unload body: only what the repository extension defines, nothing we ignore."""
+    if doc is None:
+        return
+    if not isinstance(doc, dict) or not isinstance(doc.get("parameters", {}), dict):
+        raise BadRequest("the body must be an object, with an optional 'parameters' object")
+    unsupported = sorted(set(doc.get("parameters", {})) - {"unload_dependents"})
+    if unsupported:
+        raise BadRequest(
+            f"parameters {unsupported} are not supported: load reads model.yaml and the "
+            "version folders from the repository; change them there"
+        )
+
+
 def create_app(
     dataplane: DataPlane,
     *,
     max_body_bytes: int,
     body_timeout_s: float = 30.0,
     policy: AccessPolicy | None = None,
+    lifecycle: Lifecycle | None = None,
 ) -> FastAPI:
     """The HTTP app: v2 health, metadata and infer routes over `dataplane`."""
     app = FastAPI(
@@ -153,6 +169,34 @@ def create_app(
     async def runners() -> Response:
         """The local runners `servegate up` supervises: state, restarts, pid, endpoint."""
         return _json({"runners": dataplane.runners()})
+
+    if lifecycle is not None:
+
+        @app.post("/v2/repository/index", tags=["repository"])
+        async def repository_index(request: Request) -> Response:
+            """Every model folder of the repository, and whether it is loaded and ready."""
+            body = await read_body(request, 1 << 16, body_timeout_s)
+            doc = v2_http.loads_object(body) if body.strip() else {}
+            ready = doc.get("ready", False)
+            if not isinstance(ready, bool):
+                raise BadRequest("'ready' must be a boolean")
+            return _json(await lifecycle.index(ready_only=ready))
+
+        @app.post("/v2/repository/models/{model}/load", tags=["repository"])
+        async def repository_load(model: str, request: Request) -> Response:
+            """Reads the model's folder again and swaps it in, losing no request."""
+            body = await read_body(request, 1 << 16, body_timeout_s)
+            _repository_parameters(v2_http.loads_object(body) if body.strip() else None)
+            await lifecycle.load(model)
+            return _json({})
+
+        @app.post("/v2/repository/models/{model}/unload", tags=["repository"])
+        async def repository_unload(model: str, request: Request) -> Response:
+            """Stops serving the model once the requests in flight are answered."""
+            body = await read_body(request, 1 << 16, body_timeout_s)
+            _repository_parameters(v2_http.loads_object(body) if body.strip() else None)
+            await lifecycle.unload(model)
+            return _json({})
 
     @app.get("/v2", tags=["metadata"])
     async def server_metadata() -> Response:

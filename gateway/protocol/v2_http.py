@@ -63,6 +63,17 @@ def _shape(value: Any, name: str, datatype: str) -> tuple[int, ...]:
     return tuple(value)
 
 
+def loads_object(body: bytes) -> dict[str, Any]:
+    """A JSON object body; BadRequest for malformed JSON or any other JSON value."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"malformed JSON in request body: {exc}") from None
+    if not isinstance(doc, dict):
+        raise BadRequest("request body must be a JSON object")
+    return doc
+
+
 def decode_request(
     body: bytes, header_length: int | None, *, model_name: str, model_version: str = ""
 ) -> InferRequest:
@@ -79,12 +90,7 @@ def decode_request(
             f"Inference-Header-Content-Length {header_length} is outside the body "
             f"({len(body)} bytes)"
         )
-    try:
-        doc = orjson.loads(body[:header_length])
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"malformed JSON in request body: {exc}") from None
-    if not isinstance(doc, dict):
-        raise BadRequest("request body must be a JSON object")
+    doc = loads_object(body[:header_length])
     raw_inputs = doc.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise BadRequest("request must have a non-empty 'inputs' list")

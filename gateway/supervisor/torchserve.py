@@ -47,15 +47,19 @@ from gateway.supervisor.torchserve_config import LOG4J2, config_properties, url
 GUARD_GRACE_S = 8.0
 
 
-def torchserve_models(repository: Repository) -> dict[str, Path]:
-    """Model name -> .mar of its local torchserve variant (latest version only)."""
-    models: dict[str, Path] = {}
+def torchserve_models(repository: Repository) -> dict[str, dict[str, Path]]:
+    """Model name -> version -> .mar of its local torchserve variant, for every version
+    model.yaml serves (TorchServe keeps the versions of one model name apart)."""
+    models: dict[str, dict[str, Path]] = {}
     for model in repository.values():
         local = [v for v in model.variants.values() if v.runner == "torchserve" and not v.endpoint]
         if len(local) > 1:
             raise RunnerFailed(f"model {model.name} has {len(local)} torchserve variants; one fits")
         if local:
-            models[model.name] = repository.version_folder(model.name) / local[0].artifact
+            models[model.name] = {
+                version: repository.version_folder(model.name, version) / local[0].artifact
+                for version in model.versions
+            }
     return models
 
 
@@ -130,15 +134,20 @@ class TorchServeRunner(ChildProcess):
         dirs = {d: self.home / d for d in ("store", "tmp", "logs", "metrics")}
         for d in dirs.values():
             d.mkdir(parents=True, exist_ok=True)
-        for name, mar in self.models.items():
-            if not mar.is_file():
-                raise RunnerFailed(f"torchserve: {mar} is missing; run `servegate models build`")
-            link = dirs["store"] / f"{name}.mar"
-            link.unlink(missing_ok=True)
-            try:
-                os.link(mar, link)
-            except OSError:  # another file system: copy
-                link.write_bytes(mar.read_bytes())
+        archives: list[str] = []
+        for name, versions in self.models.items():
+            for version, mar in versions.items():
+                if not mar.is_file():
+                    raise RunnerFailed(
+                        f"torchserve: {mar} is missing; run `servegate models build`"
+                    )
+                link = dirs["store"] / f"{name}-v{version}.mar"
+                link.unlink(missing_ok=True)
+                try:
+                    os.link(mar, link)
+                except OSError:  # another file system: copy
+                    link.write_bytes(mar.read_bytes())
+                archives.append(f"{name}={link.name}")
         held: list[socket.socket] = []
         if fresh_ports or self.ports is None:
             held, base = _free_ports(self.host)
@@ -161,7 +170,7 @@ class TorchServeRunner(ChildProcess):
             "--ts-config", str(config),
             "--log-config", str(log_config),
             "--model-store", str(dirs["store"]),
-            "--models", *(f"{name}={name}.mar" for name in self.models),
+            "--models", *archives,
         ]  # fmt: skip
         self.env = {
             "TMPDIR": str(dirs["tmp"]),

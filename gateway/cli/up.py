@@ -1,97 +1,39 @@
-"""CLI: `servegate up | serve | infer | models build`. Turns flags into Settings and calls down.
+"""CLI: `servegate up` (build, runners, gateway) and `servegate serve` (the gateway alone).
 
-Holds no serving logic: `up` is build (a child process) -> Supervisor -> server.Gateway.
+`up` is build (a child process) -> Supervisor -> server.Gateway, with the repository
+lifecycle and, on request, a poll of the repository folder.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Annotated
 
-import httpx
 import numpy as np
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from gateway import client
-from gateway import doctor as doctor_checks
+from gateway.cli.app import RepoOpt, _load, _logging, _run, app, console
+from gateway.cli.models import _run_builder
 from gateway.config import (
     DEFAULT_REPOSITORY,
     Repository,
-    RepositoryError,
     Settings,
-    load_repository,
 )
+from gateway.lifecycle import Lifecycle
+from gateway.lifecycle import poll as poll_repository
 from gateway.protocol.framed import socket_path
 from gateway.server import Gateway, build_dataplane
 from gateway.supervisor import Probing, RunnerFailed, Supervisor, needed_runners
 from gateway.supervisor.restarts import RestartPolicy
 from gateway.supervisor.torchserve import TorchServeRunner
-
-app = typer.Typer(
-    help="servegate: one KServe v2 gateway over PyTorch, TensorFlow, ONNX and JAX.",
-    no_args_is_help=True,
-)
-models_app = typer.Typer(help="Build and list the models of a repository.", no_args_is_help=True)
-app.add_typer(models_app, name="models")
-console = Console()
-
-RepoOpt = Annotated[Path, typer.Option(help="Model repository folder.")]
-
-
-def _load(repository: Path) -> Repository:
-    try:
-        return load_repository(repository)
-    except RepositoryError as exc:
-        console.print(f"[red]model repository has errors:[/]\n{exc}")
-        raise typer.Exit(2) from None
-
-
-def _run_builder(repository: Path, names: list[str] | None = None, force: bool = False) -> None:
-    argv = [sys.executable, "-m", "model_repo.builders", "--repository", str(repository)]
-    for name in names or []:
-        argv += ["--model", name]
-    if force:
-        argv.append("--force")
-    if subprocess.call(argv) != 0:
-        console.print("[red]model build failed[/]")
-        raise typer.Exit(1)
-
-
-@models_app.command("build")
-def models_build(
-    model: Annotated[list[str] | None, typer.Option(help="Only this model (repeatable).")] = None,
-    force: Annotated[bool, typer.Option(help="Rebuild what already exists.")] = False,
-    repository: RepoOpt = DEFAULT_REPOSITORY,
-) -> None:
-    """Train or seed each model's weights and export every framework's artifact."""
-    _run_builder(repository, model, force)
-
-
-@models_app.command("list")
-def models_list(repository: RepoOpt = DEFAULT_REPOSITORY) -> None:
-    """The models, their variants and whether each artifact is built."""
-    repo = _load(repository)
-    table = Table("model", "variant", "runner", "artifact", "built")
-    for name, model in repo.items():
-        for vname, v in model.variants.items():
-            path = repo.version_folder(name) / v.artifact
-            default = " (default)" if vname == model.routing.default else ""
-            table.add_row(
-                name, vname + default, v.runner, str(path), "yes" if path.exists() else "no"
-            )
-    console.print(table)
 
 
 async def _variant_table(
@@ -173,6 +115,7 @@ async def _serve(
     kinds: list[str],
     external: dict[str, str],
     ready_file: Path | None = None,
+    poll_s: float | None = None,
 ) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="servegate-run-"))
     supervisor = _supervisor(settings, repo, workdir, kinds)
@@ -193,7 +136,11 @@ async def _serve(
             for kind, r in supervisor.runners.items()
             if isinstance(r, TorchServeRunner)
         }
-        gateway = Gateway(build_dataplane(settings, repo, endpoints, key_files=key_files), settings)
+        dataplane = build_dataplane(settings, repo, endpoints, key_files=key_files)
+        lifecycle = Lifecycle(
+            dataplane, repo.root, runners=supervisor, drain_s=settings.shutdown_grace_s
+        )
+        gateway = Gateway(dataplane, settings, lifecycle)
         await gateway.start()
         supervisor.serve(gateway.dataplane)
         console.print(await _variant_table(repo, supervisor, gateway, endpoints))
@@ -205,7 +152,10 @@ async def _serve(
         console.print("Ctrl-C stops the gateway and every runner.")
         if ready_file is not None:
             _write_ready_file(ready_file, gateway, supervisor, endpoints)
+        watcher = asyncio.create_task(poll_repository(lifecycle, poll_s)) if poll_s else None
         await stop.wait()
+        if watcher is not None:
+            watcher.cancel()
         console.print("stopping: draining requests in flight...")
     finally:
         if gateway is not None:
@@ -240,24 +190,6 @@ def _write_ready_file(
     tmp.replace(path)
 
 
-def _logging(settings: Settings) -> None:
-    """The gateway's and the supervisor's log lines (runner deaths, restarts, hangs) on
-    stderr; uvicorn keeps its own."""
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-
-
-def _run(coro: object) -> None:
-    try:
-        import uvloop
-
-        uvloop.run(coro)  # type: ignore[arg-type]
-    except ImportError:
-        asyncio.run(coro)  # type: ignore[arg-type]
-
-
 @app.command()
 def up(
     host: Annotated[str, typer.Option(help="Address the gateway binds.")] = "127.0.0.1",
@@ -284,6 +216,13 @@ def up(
             "(default on; env SERVEGATE_RUNNER_SOCKETS)."
         ),
     ] = None,
+    poll: Annotated[
+        float | None,
+        typer.Option(
+            help="Watch the repository every SECONDS: load a model whose folder changed "
+            "(model.yaml, a new version), unload one whose model.yaml is gone."
+        ),
+    ] = None,
     repository: RepoOpt = DEFAULT_REPOSITORY,
 ) -> None:
     """Build what is missing, start the runners and the gateway; Ctrl-C stops them all."""
@@ -298,7 +237,7 @@ def up(
     kinds = runner if runner else needed_runners(repo)
     _logging(settings)
     try:
-        _run(_serve(settings, repo, kinds, {}, ready_file))
+        _run(_serve(settings, repo, kinds, {}, ready_file, poll))
     except RunnerFailed as exc:
         console.print(f"[red]runner failed:[/] {exc}")
         raise typer.Exit(1) from None
@@ -328,96 +267,3 @@ def serve(
     _run(_serve(settings, _load(repository), [], endpoints))
 
 
-@app.command()
-def infer(
-    model: Annotated[str, typer.Argument(help="Model name, or MODEL@VARIANT.")] = "digits",
-    protocol: Annotated[str, typer.Option(help="http (JSON), binary, or grpc.")] = "http",
-    url: Annotated[str, typer.Option(help="Gateway HTTP URL.")] = "http://127.0.0.1:8000",
-    grpc_address: Annotated[str, typer.Option(help="Gateway gRPC address.")] = "127.0.0.1:8001",
-    variant: Annotated[str | None, typer.Option(help="Pin a variant.")] = None,
-    sample: Annotated[int, typer.Option(help="Which held-out sample to send.")] = 0,
-    input_file: Annotated[Path | None, typer.Option(help=".npy file to send instead.")] = None,
-    api_key: Annotated[
-        str | None, typer.Option(envvar="SERVEGATE_API_KEY", help="Key for a gateway with keys.")
-    ] = None,
-    tls_ca: Annotated[
-        Path | None, typer.Option(help="CA certificate of a TLS gateway (use an https URL).")
-    ] = None,
-    repository: RepoOpt = DEFAULT_REPOSITORY,
-) -> None:
-    """Send one request (a held-out sample by default) and print the answer."""
-    if protocol not in client.PROTOCOLS:
-        raise typer.BadParameter(f"protocol must be one of {client.PROTOCOLS}")
-    repo = _load(repository)
-    base = model.partition("@")[0]
-    if base not in repo:
-        console.print(f"[red]unknown model {base!r}[/]")
-        raise typer.Exit(2)
-    spec = repo[base].signature.inputs[0]
-    label = None
-    if input_file is not None:
-        data = np.load(input_file)
-    else:
-        with np.load(repo.version_folder(base) / "samples.npz") as f:
-            data, label = f["inputs"][sample : sample + 1], int(f["labels"][sample])
-    inputs = {spec.name: data.astype(np.dtype(data.dtype))}
-    t0 = time.perf_counter()
-    try:
-        if protocol == "grpc":
-            with client.grpc_channel(grpc_address, ca=tls_ca) as channel:
-                response = client.infer_grpc(
-                    channel, model, inputs, variant=variant, api_key=api_key
-                )
-        else:
-            with client.http_client(url, api_key=api_key, ca=tls_ca) as http:
-                response = client.infer_http(
-                    http, model, inputs, binary=protocol == "binary", variant=variant
-                )
-    except (client.ClientError, httpx.HTTPError) as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from None
-    elapsed = (time.perf_counter() - t0) * 1000
-    for t in response.outputs:
-        console.print(
-            f"{t.name} {t.datatype} {list(t.shape)}: {np.array2string(t.data, precision=3)}"
-        )
-        if t.data.ndim == 2 and t.data.dtype.kind == "f":
-            console.print(
-                f"predicted class: {t.data.argmax(axis=1).tolist()}"
-                + (f" (label {label})" if label is not None else "")
-            )
-    console.print(f"variant: {response.parameters.get('variant', '?')}, {elapsed:.1f} ms")
-
-
-@app.command()
-def doctor(
-    install: Annotated[
-        list[str] | None, typer.Option(help="Install a tool: perf_analyzer (repeatable).")
-    ] = None,
-) -> None:
-    """What this machine has for servegate (frameworks, Java, perf_analyzer, Docker, GPU)."""
-    for tool in install or []:
-        if tool != "perf_analyzer":
-            console.print(f"[red]unknown tool {tool!r}; known: perf_analyzer[/]")
-            raise typer.Exit(2)
-        with console.status("installing perf_analyzer (tritonclient 2.50.0's binary)"):
-            try:
-                path = doctor_checks.install_perf_analyzer()
-            except doctor_checks.ToolError as exc:
-                console.print(f"[red]{exc}[/]")
-                raise typer.Exit(1) from None
-        console.print(f"perf_analyzer installed: {path}")
-    table = Table("what", "here")
-    for what, state in doctor_checks.report():
-        table.add_row(what, state)
-    console.print(table)
-
-
-@app.command(
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    add_help_option=False,
-)
-def bench(ctx: typer.Context) -> None:
-    """Load-test matrix and report in reports/ (`bench --help`); `bench compare A B` diffs two."""
-    # A program of its own: Locust and gevent never enter the gateway's process.
-    raise typer.Exit(subprocess.call([sys.executable, "-m", "loadtests.bench", *ctx.args]))
