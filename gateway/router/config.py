@@ -50,10 +50,10 @@ class WeightedRouting(RoutingBase):
     weights: dict[str, float] = Field(min_length=1)
     """Percent of requests per variant; they sum to 100. A variant that cannot serve is left
     out and the others share its part in proportion."""
-    sticky_header: str = ROUTE_KEY_HEADER
+    sticky_header: str = Field(default=ROUTE_KEY_HEADER, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     """A request carrying this header (HTTP) / metadata (gRPC) always lands on the same
     variant for the same value (while that variant can serve), so one user sees one
-    framework."""
+    framework. Lowercase: gRPC metadata keys are."""
 
     @model_validator(mode="after")
     def _percentages(self) -> WeightedRouting:

@@ -21,16 +21,23 @@ def split_alias(model_name: str) -> tuple[str, str | None]:
     return model, (variant if sep else None)
 
 
-def choose(model: ModelConfig, *pins: str | None) -> str:
-    """The pinned variant (all pins given must agree), else the model's default."""
+def pin(model: ModelConfig, *pins: str | None) -> str | None:
+    """The variant the client pinned (all pins given must agree), or None when it pinned
+    none and the model's routing policy decides."""
     given = {p for p in pins if p}
     if len(given) > 1:
         raise BadRequest(f"conflicting variant pins {sorted(given)}")
     if not given:
-        return model.routing.default
+        return None
     (variant,) = given
     if variant not in model.variants:
         raise ModelNotFound(
             f"model '{model.name}' has no variant '{variant}' (variants: {sorted(model.variants)})"
         )
     return variant
+
+
+def choose(model: ModelConfig, *pins: str | None) -> str:
+    """The pinned variant (all pins given must agree), else the model's default."""
+    pinned = pin(model, *pins)
+    return pinned if pinned is not None else model.routing.default

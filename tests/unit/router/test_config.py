@@ -68,6 +68,10 @@ def test_defaults() -> None:
         ({"policy": "weighted", "default": "a", "weights": {"a": 60, "b": 30}}, "sum to 100"),
         ({"policy": "weighted", "default": "a", "weights": {"a": 110, "b": -10}}, "negative"),
         ({"policy": "weighted", "default": "a", "weights": {}}, "at least 1"),
+        (
+            {"policy": "weighted", "default": "a", "weights": {"a": 100}, "sticky_header": "X-Key"},
+            "should match pattern",
+        ),
         ({"policy": "failover", "default": "a", "order": []}, "at least 1"),
         ({"policy": "failover", "default": "a", "order": ["b", "a"]}, "twice: ['a']"),
         ({"policy": "fastest", "default": "a", "explore": 1.5}, "less than or equal to 1"),
