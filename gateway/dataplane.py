@@ -24,6 +24,7 @@ from gateway.errors import BadRequest, GatewayError, ModelNotFound, Unavailable
 from gateway.health import RunnerState, RunnerStatus, Watchdog
 from gateway.metrics import Metrics
 from gateway.protocol import model_config, signature
+from gateway.protocol.classification import classify
 from gateway.protocol.grpc_errors import internal
 from gateway.router import selection
 from gateway.statistics import Statistics, VariantStats
@@ -268,8 +269,12 @@ class DataPlane:
         response = await served.infer(forwarded, deadline)
         outputs = response.outputs
         if request.outputs:
-            asked = {o.name for o in request.outputs}
-            outputs = tuple(t for t in outputs if t.name in asked)
+            asked = {o.name: o.classification for o in request.outputs}
+            outputs = tuple(
+                classify(t, asked[t.name]) if asked[t.name] else t
+                for t in outputs
+                if t.name in asked
+            )
         return InferResponse(
             model_name=request.model_name,
             model_version=target.version,

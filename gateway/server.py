@@ -19,6 +19,7 @@ from pathlib import Path
 import grpc
 import uvicorn
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 from gateway.api import grpc as grpc_api
 from gateway.api.http import create_app
@@ -29,6 +30,8 @@ from gateway.config import BatchingConfig, ModelConfig, Repository, Settings
 from gateway.dataplane import DataPlane
 from gateway.guards import GrpcAuthInterceptor
 from gateway.lifecycle import Lifecycle
+from gateway.protocol.reflection import pool as reflection_pool
+from gateway.protocol.v2_service import SERVICE
 from gateway.tls import exposure_warning, grpc_server_credentials, load_tls, uvicorn_ssl_kwargs
 
 log = logging.getLogger(__name__)
@@ -169,8 +172,18 @@ class Gateway:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        self._grpc.add_generic_rpc_handlers((grpc_api.servicer(self.dataplane, self.lifecycle),))
+        self._grpc.add_generic_rpc_handlers(
+            (
+                grpc_api.servicer(self.dataplane, self.lifecycle),
+                grpc_api.stream_servicer(self.dataplane),
+            )
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
+        reflection.enable_server_reflection(
+            (SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
+            self._grpc,
+            pool=reflection_pool(),
+        )
         address = f"{s.host}:{s.grpc_port}"
         self.grpc_port = (
             self._grpc.add_secure_port(address, grpc_server_credentials(tls))

@@ -94,10 +94,12 @@ class Tensor:
 
 @dataclass(frozen=True, slots=True)
 class RequestedOutput:
-    """An output the client asked for; `binary` is the binary extension's per-output flag."""
+    """An output the client asked for; `binary` is the binary extension's per-output flag,
+    `classification` the classification extension's top N (0: the tensor itself)."""
 
     name: str
     binary: bool | None = None
+    classification: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ takes the message as bytes: admission sees its size before anything decodes it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import grpc
@@ -16,12 +16,13 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from gateway.dataplane import DataPlane
-from gateway.errors import BadRequest
+from gateway.errors import BadRequest, GatewayError
 from gateway.lifecycle import Lifecycle
 from gateway.protocol import v2_grpc
+from gateway.protocol.grpc_errors import internal
 from gateway.protocol.model_config import to_pb as model_config_pb
 from gateway.protocol.pb import v2_pb2 as pb
-from gateway.protocol.v2_service import generic_handler
+from gateway.protocol.v2_service import SERVICE, generic_handler
 from gateway.router.selection import PIN_HEADER
 
 log = logging.getLogger(__name__)
@@ -29,11 +30,18 @@ log = logging.getLogger(__name__)
 Method = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Message]]
 
 
-def _pin(context: grpc.aio.ServicerContext) -> str | None:
+REQUEST_ID = "x-request-id"
+
+
+def _metadata(context: grpc.aio.ServicerContext, name: str) -> str | None:
     for key, value in context.invocation_metadata() or ():
-        if key == PIN_HEADER:
-            return value if isinstance(value, str) else value.decode()
+        if key == name:
+            return value if isinstance(value, str) else None
     return None
+
+
+def _pin(context: grpc.aio.ServicerContext) -> str | None:
+    return _metadata(context, PIN_HEADER)
 
 
 def _tensor_meta(specs: list[dict[str, Any]]) -> list[pb.ModelMetadataResponse.TensorMetadata]:
@@ -52,6 +60,34 @@ def _repository_parameters(params: Mapping[str, pb.ModelRepositoryParameter]) ->
             f"parameters {unsupported} are not supported: load reads model.yaml and the "
             "version folders from the repository; change them there"
         )
+
+
+def stream_servicer(dataplane: DataPlane) -> grpc.GenericRpcHandler:
+    """ModelStreamInfer: Triton's bidirectional stream, one answer per request, in order;
+    a request that fails answers its error in the stream, which goes on."""
+
+    async def model_stream_infer(
+        requests: AsyncIterator[bytes], ctx: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Message]:
+        async for data in requests:
+            try:
+                request = v2_grpc.request_from_bytes(data)
+                response = await dataplane.infer(request, pin=_pin(ctx), protocol="grpc")
+                yield pb.ModelStreamInferResponse(infer_response=v2_grpc.response_to_pb(response))
+            except GatewayError as exc:
+                yield pb.ModelStreamInferResponse(error_message=exc.message)
+            except Exception:
+                yield pb.ModelStreamInferResponse(error_message=internal(log, "stream").message)
+
+    return grpc.method_handlers_generic_handler(
+        SERVICE,
+        {
+            "ModelStreamInfer": grpc.stream_stream_rpc_method_handler(
+                model_stream_infer,
+                response_serializer=pb.ModelStreamInferResponse.SerializeToString,
+            )
+        },
+    )
 
 
 def servicer(dataplane: DataPlane, lifecycle: Lifecycle | None = None) -> grpc.GenericRpcHandler:
@@ -88,6 +124,9 @@ def servicer(dataplane: DataPlane, lifecycle: Lifecycle | None = None) -> grpc.G
         )
 
     async def model_infer(data: bytes, ctx: grpc.aio.ServicerContext) -> Message:
+        request_id = _metadata(ctx, REQUEST_ID)
+        if request_id is not None:
+            await ctx.send_initial_metadata(((REQUEST_ID, request_id),))
         ticket = dataplane.hold(len(data))
         try:
             request = v2_grpc.request_from_bytes(data)

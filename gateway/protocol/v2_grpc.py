@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from gateway.errors import BadRequest
+from gateway.protocol.classification import requested_output
 from gateway.protocol.pb import v2_pb2 as pb
 from gateway.protocol.v2_service import parse
 from gateway.tensors import (
@@ -23,7 +24,6 @@ from gateway.tensors import (
     InferRequest,
     InferResponse,
     ParamValue,
-    RequestedOutput,
     Tensor,
     as_bytes_array,
     checked_count,
@@ -133,12 +133,7 @@ def request_from_pb(msg: pb.ModelInferRequest) -> InferRequest:
                 t.parameters,
             )
         )
-    outputs = []
-    for o in msg.outputs:
-        binary = params_from_pb(o.parameters).get("binary_data")
-        if binary is not None and not isinstance(binary, bool):
-            raise BadRequest(f"output '{o.name}': binary_data must be a bool_param")
-        outputs.append(RequestedOutput(o.name, binary))
+    outputs = [requested_output(o.name, params_from_pb(o.parameters)) for o in msg.outputs]
     return InferRequest(
         model_name=msg.model_name,
         model_version=msg.model_version,

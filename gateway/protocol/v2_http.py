@@ -16,6 +16,7 @@ import orjson
 
 from gateway.errors import BadRequest
 from gateway.protocol import json_tensors
+from gateway.protocol.classification import requested_output
 from gateway.tensors import (
     DATATYPES,
     OBJECT_ITEMSIZE,
@@ -202,8 +203,7 @@ def _requested_outputs(value: Any) -> tuple[RequestedOutput, ...]:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise BadRequest(f"outputs[{i}] must be an object with a string 'name'")
         params = _params(item.get("parameters"), f"output '{item['name']}'")
-        binary = params.get("binary_data")
-        out.append(RequestedOutput(item["name"], binary if isinstance(binary, bool) else None))
+        out.append(requested_output(item["name"], params))
     return tuple(out)
 
 

@@ -114,8 +114,7 @@ def _grpc(gw: RunningGateway, certs: Certs) -> grpc.Channel:
         (None, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNAUTHENTICATED),
         (WRONG_KEY, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNAUTHENTICATED),
         (INFER_KEY, grpc.StatusCode.OK, grpc.StatusCode.PERMISSION_DENIED),
-        # the admin key passes; the repository extension itself is not served yet
-        (ADMIN_KEY, grpc.StatusCode.OK, grpc.StatusCode.UNIMPLEMENTED),
+        (ADMIN_KEY, grpc.StatusCode.OK, grpc.StatusCode.OK),
     ],
 )
 def test_grpc_auth_matrix(

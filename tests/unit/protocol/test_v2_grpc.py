@@ -189,7 +189,7 @@ def test_typed_contents_must_fit(
 def test_output_binary_data_must_be_a_bool() -> None:
     msg = _with(raw=[b"\0" * 8])
     msg.outputs.add(name="y").parameters["binary_data"].int64_param = 1
-    with pytest.raises(BadRequest, match="output 'y': binary_data must be a bool_param"):
+    with pytest.raises(BadRequest, match="output 'y': binary_data must be a boolean"):
         v2_grpc.request_from_pb(msg)
 
 
