@@ -106,29 +106,29 @@ def tensor_from_pb(
     """
     datatype = DATATYPE_OF.get(proto.dtype)
     if datatype is None:
-        raise BadRequest(f"input '{name}': unsupported dtype {dtype_name(proto.dtype)}")
+        raise BadRequest(f"tensor '{name}': unsupported dtype {dtype_name(proto.dtype)}")
     if proto.tensor_shape.unknown_rank or any(d.size < 0 for d in proto.tensor_shape.dim):
-        raise BadRequest(f"input '{name}': shape is not fully known")
+        raise BadRequest(f"tensor '{name}': shape is not fully known")
     shape = tuple(int(d.size) for d in proto.tensor_shape.dim)
     itemsize = DATATYPES[datatype].itemsize
     try:
         count = checked_count(shape, itemsize or OBJECT_ITEMSIZE)
     except ValueError as exc:
-        raise BadRequest(f"input '{name}': {exc}") from None
+        raise BadRequest(f"tensor '{name}': {exc}") from None
     if proto.tensor_content:
         if datatype == "BYTES":
-            raise BadRequest(f"input '{name}': DT_STRING data must be in string_val")
+            raise BadRequest(f"tensor '{name}': DT_STRING data must be in string_val")
         try:
             return Tensor(name, datatype, decode_raw(datatype, shape, proto.tensor_content))
         except ValueError as exc:
-            raise BadRequest(f"input '{name}': tensor_content: {exc}") from None
+            raise BadRequest(f"tensor '{name}': tensor_content: {exc}") from None
     values = getattr(proto, VALUES_FIELD[datatype])
     given = len(values)
     if given > count:
-        raise BadRequest(f"input '{name}': {given} values for shape {list(shape)}")
+        raise BadRequest(f"tensor '{name}': {given} values for shape {list(shape)}")
     if given < count and count * (itemsize or OBJECT_ITEMSIZE) > max_fill_bytes:
         raise BadRequest(
-            f"input '{name}': {given} values would fill shape {list(shape)}, past the "
+            f"tensor '{name}': {given} values would fill shape {list(shape)}, past the "
             f"{max_fill_bytes}-byte bound on a filled tensor"
         )
     return Tensor(name, datatype, _typed(name, datatype, values, count).reshape(shape))
@@ -142,7 +142,7 @@ def _typed(name: str, datatype: str, values: Any, count: int) -> np.ndarray:
         flat = np.array(values, dtype=_FIELD_DTYPE[VALUES_FIELD[datatype]])
         bounds = _RANGE.get(datatype)
         if bounds is not None and flat.size and (flat.min() < bounds[0] or flat.max() > bounds[1]):
-            raise BadRequest(f"input '{name}': a value is outside the {datatype} range")
+            raise BadRequest(f"tensor '{name}': a value is outside the {datatype} range")
         if datatype in ("FP16", "BF16"):
             flat = flat.astype(np.uint16).view(DATATYPES[datatype].dtype)
         else:
