@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from gateway.admission import Ticket
-from gateway.api import http as v2_api  # by module: http.py's create_app includes this router
+from gateway.api.bodies import declared_length, read_body
 from gateway.api.compat_targets import model_status, one_pin
 from gateway.dataplane import DataPlane
 from gateway.errors import GatewayError
@@ -46,10 +46,10 @@ def router(dataplane: DataPlane, *, max_body_bytes: int, body_timeout_s: float =
         request: Request, model: str, version: str, pin: str | None
     ) -> tuple[bytes, Ticket]:
         """Admits the request (404, 413, 429 before its body is read), then reads it."""
-        declared = v2_api.declared_length(request, max_body_bytes)
+        declared = declared_length(request, max_body_bytes)
         ticket = dataplane.admit(model, version, pin, declared or 0, protocol="http")
         try:
-            body = await v2_api.read_body(request, max_body_bytes, body_timeout_s)
+            body = await read_body(request, max_body_bytes, body_timeout_s)
             if declared is None:  # admitted with 0 bytes, now that they are known
                 ticket.resize(len(body), retry_after=1.0)
         except BaseException:
