@@ -26,6 +26,13 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.kinds import KINDS, RunnerKind
+from gateway.router.config import (
+    CircuitConfig,
+    FaultConfig,
+    RoutingConfig,
+    check_fault_names,
+    check_names,
+)
 from gateway.tensors import DATATYPES
 
 log = logging.getLogger("servegate.repository")
@@ -204,13 +211,6 @@ class LimitsConfig(_Frozen):
     """Requests admitted and not yet answered, per variant; past it, 429 at once."""
 
 
-class RoutingConfig(_Frozen):
-    """How a request that pins no variant is routed (issue 5 adds policies)."""
-
-    default: str
-    """The variant a request gets when it does not pin one."""
-
-
 class VersionPolicy(_Frozen):
     """Which numbered version folders are served (Triton's and TF Serving's policies):
     the `latest` N, `specific` ones, or `all`. Exactly one is given."""
@@ -249,6 +249,11 @@ class ModelConfig(_Frozen):
     signature: Signature
     variants: dict[str, VariantConfig] = Field(min_length=1)
     routing: RoutingConfig
+    """How a request that pins no variant is routed (gateway/router/config.py)."""
+    circuit: CircuitConfig = CircuitConfig()
+    """Each variant's circuit breaker."""
+    faults: dict[str, FaultConfig] = Field(default_factory=dict)
+    """Injected faults per variant (testing failover and hedging; admin can change them)."""
     batching: BatchingConfig | None = None
     """Dynamic batching for every variant of the model; absent: each request goes alone.
     Needs a batch dimension: every input and output shape starts with -1."""
@@ -271,11 +276,8 @@ class ModelConfig(_Frozen):
 
     @model_validator(mode="after")
     def _routing_names_variants(self) -> ModelConfig:
-        if self.routing.default not in self.variants:
-            raise ValueError(
-                f"routing.default {self.routing.default!r} is not a variant "
-                f"(variants: {sorted(self.variants)})"
-            )
+        check_names(self.routing, self.variants)
+        check_fault_names(self.faults, self.variants)
         if self.batching is not None:
             specs = (*self.signature.inputs, *self.signature.outputs)
             unbatched = [s.name for s in specs if s.shape[:1] != (-1,)]

@@ -21,10 +21,10 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from gateway.catalog import ServedModel
 from gateway.config import ModelConfig, Repository, RepositoryError, load_model
 from gateway.dataplane import DataPlane
 from gateway.errors import BadRequest, ModelNotFound
-from gateway.variant import ServedVariant
 
 log = logging.getLogger("servegate.lifecycle")
 
@@ -122,19 +122,19 @@ class Lifecycle:
             if name not in self.dataplane.repository:
                 raise ModelNotFound(f"model '{name}' is not loaded")
             old = self.dataplane.remove(name)
-            models = {k: v for k, v in self.dataplane.repository.items() if k != name}
-            self.dataplane.repository = Repository(self.root, models)
             self._unloaded.add(name)
             log.warning("model %s unloaded", name)
         await self._drain(old)
 
-    async def _drain(self, old: list[ServedVariant]) -> None:
-        """Waits (up to drain_s) for the requests still in `old` variants, then closes them."""
+    async def _drain(self, old: ServedModel | None) -> None:
+        """Waits (up to drain_s) for the requests still in `old`'s variants, then closes it."""
+        if old is None:
+            return
         until = self._clock() + self.drain_s
-        for served in old:
+        for served in old.variants.values():
             if not await served.drained(max(until - self._clock(), 0.0)):
                 log.warning("%s: %d request(s) still in flight at close", served.key, served.active)
-            await served.aclose()
+        await old.aclose()
 
     async def index(self, ready_only: bool = False) -> list[dict[str, str]]:
         """The repository index: every model folder, loaded (READY, or why not) or not."""

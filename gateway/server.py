@@ -21,6 +21,7 @@ import uvicorn
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from gateway.api import compat_grpc
 from gateway.api import grpc as grpc_api
 from gateway.api.http import create_app
 from gateway.auth import access_policy
@@ -101,7 +102,12 @@ class _Uvicorn(uvicorn.Server):
 
 
 # grpc.health.v1 service names the gateway answers for ("" is the server as a whole).
-HEALTH_SERVICES = ("", "inference.GRPCInferenceService")
+HEALTH_SERVICES = (
+    "",
+    "inference.GRPCInferenceService",
+    "tensorflow.serving.PredictionService",
+    "org.pytorch.serve.grpc.inference.InferenceAPIsService",
+)
 
 
 class Gateway:
@@ -176,6 +182,7 @@ class Gateway:
             (
                 grpc_api.servicer(self.dataplane, self.lifecycle),
                 grpc_api.stream_servicer(self.dataplane),
+                *compat_grpc.handlers(self.dataplane),
             )
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)

@@ -20,6 +20,7 @@ import grpc
 from google.protobuf import empty_pb2
 from google.protobuf.message import Message
 
+from gateway.api import grpc_context as ctxs
 from gateway.api.compat_targets import model_status, one_pin
 from gateway.dataplane import DataPlane
 from gateway.errors import BadRequest
@@ -29,7 +30,6 @@ from gateway.protocol.pb import tfserving_pb2 as tfs
 from gateway.protocol.pb import torchserve_pb2 as ts
 from gateway.protocol.tfserving_service import MODEL_SERVICE, PREDICTION_SERVICE
 from gateway.protocol.v2_service import parse
-from gateway.router.selection import PIN_HEADER
 from gateway.tensors import InferRequest
 
 log = logging.getLogger(__name__)
@@ -39,13 +39,6 @@ TORCHSERVE_SERVICE = ts.DESCRIPTOR.services_by_name["InferenceAPIsService"].full
 Method = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Message]]
 # method name -> (coroutine, request type or None for the raw bytes, response type)
 Table = Mapping[str, tuple[Method, type[Message] | None, type[Message]]]
-
-
-def _pin(context: grpc.aio.ServicerContext) -> str | None:
-    for key, value in context.invocation_metadata() or ():
-        if key == PIN_HEADER:
-            return value if isinstance(value, str) else value.decode()
-    return None
 
 
 def _version_pin(spec: tfs.ModelSpec) -> tuple[str, str | None]:
@@ -59,8 +52,7 @@ def handlers(dataplane: DataPlane) -> tuple[grpc.GenericRpcHandler, ...]:
     """The TF Serving and TorchServe gRPC services for `dataplane`."""
 
     def deadline(context: grpc.aio.ServicerContext) -> float | None:
-        remaining = context.time_remaining()
-        return None if remaining is None else dataplane.clock() + remaining
+        return ctxs.deadline(context, dataplane.clock)
 
     async def predict(data: bytes, ctx: grpc.aio.ServicerContext) -> Message:
         ticket = dataplane.hold(len(data))
@@ -69,9 +61,10 @@ def handlers(dataplane: DataPlane) -> tuple[grpc.GenericRpcHandler, ...]:
             response = await dataplane.infer(
                 request,
                 deadline=deadline(ctx),
-                pin=one_pin(_pin(ctx), label),
+                pin=one_pin(ctxs.pin(ctx), label),
                 protocol="grpc",
                 ticket=ticket,
+                headers=ctxs.headers(ctx),
             )
         finally:
             ticket.release()
@@ -82,7 +75,7 @@ def handlers(dataplane: DataPlane) -> tuple[grpc.GenericRpcHandler, ...]:
     ) -> Message:
         compat_tfserving_meta.check_metadata_fields(req.metadata_field)
         version, label = _version_pin(req.model_spec)
-        target = dataplane.resolve(req.model_spec.name, version, one_pin(_pin(ctx), label))
+        target = dataplane.resolve(req.model_spec.name, version, one_pin(ctxs.pin(ctx), label))
         return compat_tfserving_meta.metadata_response(
             req.model_spec.name, target.version, target.model.signature
         )
@@ -91,7 +84,7 @@ def handlers(dataplane: DataPlane) -> tuple[grpc.GenericRpcHandler, ...]:
         req: tfs.GetModelStatusRequest, ctx: grpc.aio.ServicerContext
     ) -> Message:
         version, label = _version_pin(req.model_spec)
-        pin = one_pin(_pin(ctx), label)
+        pin = one_pin(ctxs.pin(ctx), label)
         states = await model_status(dataplane, req.model_spec.name, version, pin)
         return compat_tfserving_meta.status_response(states)
 
@@ -102,13 +95,14 @@ def handlers(dataplane: DataPlane) -> tuple[grpc.GenericRpcHandler, ...]:
             if msg.HasField("sequence_id"):
                 raise BadRequest("sequence_id (TorchServe's stateful sequences) is not supported")
             version = compat_torchserve.model_version(msg.model_version)
-            pin = _pin(ctx)
+            pin = ctxs.pin(ctx)
             target = dataplane.resolve(msg.model_name, version, pin)
             decoded = compat_torchserve.decode_inputs(msg.input, target.model.signature)
             request = InferRequest(msg.model_name, decoded.inputs, model_version=version)
             response = await dataplane.infer(
-                request, deadline=deadline(ctx), pin=pin, protocol="grpc", ticket=ticket
-            )
+                request, deadline=deadline(ctx), pin=pin, protocol="grpc", ticket=ticket,
+                headers=ctxs.headers(ctx),
+            )  # fmt: skip
         finally:
             ticket.release()
         body, _ = compat_torchserve.encode_answer(response, decoded)

@@ -86,7 +86,9 @@ def router(dataplane: DataPlane, *, max_body_bytes: int, body_timeout_s: float =
             req, fmt = compat_tfserving.decode_predict(
                 body, signature, model_name=model, model_version=version
             )
-            response = await dataplane.infer(req, pin=pin, protocol="http", ticket=ticket)
+            response = await dataplane.infer(
+                req, pin=pin, protocol="http", ticket=ticket, headers=request.headers
+            )
         finally:
             ticket.release()
         return Response(compat_tfserving.encode_predict(response, fmt), media_type=JSON)
@@ -129,7 +131,9 @@ def router(dataplane: DataPlane, *, max_body_bytes: int, body_timeout_s: float =
                 body, signature, request.headers.get("content-type")
             )
             req = InferRequest(model, decoded.inputs, model_version=version)
-            response = await dataplane.infer(req, pin=pin, protocol="http", ticket=ticket)
+            response = await dataplane.infer(
+                req, pin=pin, protocol="http", ticket=ticket, headers=request.headers
+            )
         finally:
             ticket.release()
         out, media = compat_torchserve.encode_answer(
@@ -139,8 +143,13 @@ def router(dataplane: DataPlane, *, max_body_bytes: int, body_timeout_s: float =
 
     r.add_api_route("/ping", ts_ping, methods=["GET"], tags=["torchserve"])
     for path in ("/predictions/{model}", "/predictions/{model}/{version}"):
-        # `curl -T file URL`, as TorchServe's docs show it, sends a PUT.
-        r.add_api_route(path, ts_predict, methods=["POST", "PUT"], tags=["torchserve"])
+        # `curl -T file URL`, as TorchServe's docs show it, sends a PUT. One route per
+        # method: OpenAPI wants an operation id of its own for each.
+        for method in ("POST", "PUT"):
+            name = f"ts_predict_{method.lower()}_{path.count('{')}"
+            r.add_api_route(
+                path, ts_predict, methods=[method], tags=["torchserve"], operation_id=name
+            )
     return r
 
 

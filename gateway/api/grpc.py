@@ -15,6 +15,7 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from gateway.api import grpc_context as ctxs
 from gateway.dataplane import DataPlane
 from gateway.errors import BadRequest, GatewayError
 from gateway.lifecycle import Lifecycle
@@ -23,25 +24,10 @@ from gateway.protocol.grpc_errors import internal
 from gateway.protocol.model_config import to_pb as model_config_pb
 from gateway.protocol.pb import v2_pb2 as pb
 from gateway.protocol.v2_service import SERVICE, generic_handler
-from gateway.router.selection import PIN_HEADER
 
 log = logging.getLogger(__name__)
 
 Method = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Message]]
-
-
-REQUEST_ID = "x-request-id"
-
-
-def _metadata(context: grpc.aio.ServicerContext, name: str) -> str | None:
-    for key, value in context.invocation_metadata() or ():
-        if key == name:
-            return value if isinstance(value, str) else None
-    return None
-
-
-def _pin(context: grpc.aio.ServicerContext) -> str | None:
-    return _metadata(context, PIN_HEADER)
 
 
 def _tensor_meta(specs: list[dict[str, Any]]) -> list[pb.ModelMetadataResponse.TensorMetadata]:
@@ -72,7 +58,9 @@ def stream_servicer(dataplane: DataPlane) -> grpc.GenericRpcHandler:
         async for data in requests:
             try:
                 request = v2_grpc.request_from_bytes(data)
-                response = await dataplane.infer(request, pin=_pin(ctx), protocol="grpc")
+                response = await dataplane.infer(
+                    request, pin=ctxs.pin(ctx), protocol="grpc", headers=ctxs.headers(ctx)
+                )
                 yield pb.ModelStreamInferResponse(infer_response=v2_grpc.response_to_pb(response))
             except GatewayError as exc:
                 yield pb.ModelStreamInferResponse(error_message=exc.message)
@@ -102,7 +90,7 @@ def servicer(dataplane: DataPlane, lifecycle: Lifecycle | None = None) -> grpc.G
 
     async def model_ready(req: pb.ModelReadyRequest, ctx: grpc.aio.ServicerContext) -> Message:
         return pb.ModelReadyResponse(
-            ready=await dataplane.model_ready(req.name, req.version, _pin(ctx))
+            ready=await dataplane.model_ready(req.name, req.version, ctxs.pin(ctx))
         )
 
     async def server_metadata(_: pb.ServerMetadataRequest, __: grpc.aio.ServicerContext) -> Message:
@@ -114,7 +102,7 @@ def servicer(dataplane: DataPlane, lifecycle: Lifecycle | None = None) -> grpc.G
     async def model_metadata(
         req: pb.ModelMetadataRequest, ctx: grpc.aio.ServicerContext
     ) -> Message:
-        meta = await dataplane.model_metadata(req.name, req.version, _pin(ctx))
+        meta = await dataplane.model_metadata(req.name, req.version, ctxs.pin(ctx))
         return pb.ModelMetadataResponse(
             name=meta["name"],
             versions=meta["versions"],
@@ -124,23 +112,23 @@ def servicer(dataplane: DataPlane, lifecycle: Lifecycle | None = None) -> grpc.G
         )
 
     async def model_infer(data: bytes, ctx: grpc.aio.ServicerContext) -> Message:
-        request_id = _metadata(ctx, REQUEST_ID)
+        request_id = ctxs.metadata(ctx, ctxs.REQUEST_ID)
         if request_id is not None:
-            await ctx.send_initial_metadata(((REQUEST_ID, request_id),))
+            await ctx.send_initial_metadata(((ctxs.REQUEST_ID, request_id),))
         ticket = dataplane.hold(len(data))
         try:
             request = v2_grpc.request_from_bytes(data)
-            remaining = ctx.time_remaining()
-            deadline = None if remaining is None else dataplane.clock() + remaining
+            deadline = ctxs.deadline(ctx, dataplane.clock)
             response = await dataplane.infer(
-                request, deadline=deadline, pin=_pin(ctx), protocol="grpc", ticket=ticket
-            )
+                request, deadline=deadline, pin=ctxs.pin(ctx), protocol="grpc", ticket=ticket,
+                headers=ctxs.headers(ctx),
+            )  # fmt: skip
         finally:
             ticket.release()
         return v2_grpc.response_to_pb(response)
 
     async def model_config(req: pb.ModelConfigRequest, ctx: grpc.aio.ServicerContext) -> Message:
-        doc = dataplane.model_config(req.name, req.version, _pin(ctx))
+        doc = dataplane.model_config(req.name, req.version, ctxs.pin(ctx))
         return pb.ModelConfigResponse(config=model_config_pb(doc))
 
     async def model_statistics(

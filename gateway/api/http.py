@@ -17,6 +17,8 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.gzip import GZipMiddleware
 
 from gateway.admission import Ticket
+from gateway.api import compat_http
+from gateway.api.admin import admin_router
 from gateway.api.bodies import declared_length, header_length, read_body
 from gateway.api.repository import repository_router
 from gateway.api.request_id import RequestIdMiddleware
@@ -83,11 +85,6 @@ def create_app(
             dataplane.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
 
-    @app.get("/admin/runners", tags=["admin"])
-    async def runners() -> Response:
-        """The local runners `servegate up` supervises: state, restarts, pid, endpoint."""
-        return json_response({"runners": dataplane.runners()})
-
     @app.get("/v2", tags=["metadata"])
     async def server_metadata() -> Response:
         return json_response(dataplane.server_metadata())
@@ -149,7 +146,9 @@ def create_app(
             )
         else:
             req = v2_http.decode_request(body, json_length, model_name=model, model_version=version)
-        response = await dataplane.infer(req, pin=pin, protocol="http", ticket=ticket)
+        response = await dataplane.infer(
+            req, pin=pin, protocol="http", ticket=ticket, headers=request.headers
+        )
         out, length = v2_http.encode_response(response, v2_http.binary_outputs(req))
         if length is None:
             return Response(out, media_type=JSON)
@@ -159,6 +158,10 @@ def create_app(
             headers={"Inference-Header-Content-Length": str(length)},
         )
 
+    app.include_router(admin_router(dataplane, body_timeout_s))
+    app.include_router(
+        compat_http.router(dataplane, max_body_bytes=max_body_bytes, body_timeout_s=body_timeout_s)
+    )
     if lifecycle is not None:
         app.include_router(repository_router(lifecycle, body_timeout_s))
     app.add_middleware(RequestIdMiddleware)

@@ -40,7 +40,7 @@ def test_tiny_model_defaults_name_to_folder(tmp_path: Path) -> None:
     [
         (("FP32, shape: [-1, 4]", "FLOAT, shape: [-1, 4]"), "unknown datatype 'FLOAT'"),
         (("shape: [-1, 4]}", "shape: [-3, 4]}"), "dims must be >= -1"),
-        (("default: a", "default: c"), "routing.default 'c' is not a variant"),
+        (("default: a", "default: c"), r"names variants the model does not have: \['c'\]"),
         (("runner: onnx", "runner: caffe"), "variants.a.runner"),
         (("versions: [1]", "versions: [one]"), "versions must be a non-empty list of numbers"),
         (("versions: [1]", "versions: [1]\nextra_field: 1"), "extra_field"),
