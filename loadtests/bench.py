@@ -5,6 +5,7 @@
     python -m loadtests.bench render DIR                               # re-render from JSON
     python -m loadtests.bench openloop [...]        # open-loop overload (loadtests/openloop.py)
     python -m loadtests.bench recovery [...]        # SIGKILL recovery (loadtests/recovery.py)
+    python -m loadtests.bench routing [...]         # routing policies (loadtests/routing.py)
 
 Without `--url` it starts the whole system itself (`servegate up` on free ports, only
 the runners the chosen variants need) and stops it afterwards. Each cell is a headless
@@ -31,6 +32,7 @@ from loadtests import coldstart, compare, machine, matrix, openloop, page, recov
 from loadtests.cellrun import CellSettings, run_cell
 from loadtests.resources import Nvml
 from loadtests.results import SCHEMA
+from loadtests.routing import main as routing_main
 from loadtests.system import LocalSystem, RunnerInfo, System, read_ready_file
 from loadtests.wire import PROTOCOLS
 
@@ -54,7 +56,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         epilog="other commands:\n  servegate bench compare A B   what changed between two "
         "reports\n  servegate bench render DIR    re-render a report from its results.json"
         "\n  servegate bench openloop ...  open-loop load at 1x/2x/4x capacity (--help)"
-        "\n  servegate bench recovery ...  SIGKILL each runner under load (--help)",
+        "\n  servegate bench recovery ...  SIGKILL each runner under load (--help)"
+        "\n  servegate bench routing ...   routing policies under a fault (--help)",
     )
     p.add_argument("--quick", action="store_true", help="A few seconds a cell, digits only.")
     p.add_argument("--models", type=_names, help="Comma-separated models (default: preset's).")
@@ -295,6 +298,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return openloop.main(argv[1:])
     if argv[:1] == ["recovery"]:
         return recovery.main(argv[1:])
+    if argv[:1] == ["routing"]:
+        return routing_main(argv[1:])
     if argv[:1] == ["render"]:
         for folder in argv[1:]:
             write_report(Path(folder), report.load(Path(folder)))

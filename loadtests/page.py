@@ -17,7 +17,7 @@ import jinja2
 from markupsafe import Markup, escape
 from plotly.offline import get_plotlyjs
 
-from loadtests import analysis, plots, report
+from loadtests import analysis, plots, report, routing_report
 
 TEMPLATES = Path(__file__).parent / "templates"
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
@@ -124,8 +124,25 @@ def render(doc: Mapping[str, Any]) -> str:
         for c in doc["cells"]
         if c["failures"] or c["requests"] == 0
     ]
+    routing, routing_plot = doc.get("routing"), Markup("")
+    if routing:  # `servegate bench routing` (loadtests/routing_report.py)
+        tables["routing_compare"] = html_table(
+            routing_report.COMPARE_HEADER, routing_report.compare_rows(routing)
+        )
+        tables["routing_cells"] = html_table(
+            routing_report.CELL_HEADER, routing_report.cell_rows(routing)
+        )
+        routing_plot = Markup(
+            routing_report.figure(routing).to_html(
+                full_html=False, include_plotlyjs=False, div_id="routing-latency",
+                config={"displaylogo": False, "responsive": True},
+            )
+        )  # fmt: skip
     return env.get_template("report.html.j2").render(
         doc=doc,
+        routing=routing,
+        routing_plot=routing_plot,
+        routing_text=routing_report.describe(routing) if routing else "",
         env=environment,
         gpu_text=", ".join(g["name"] for g in gpu["gpus"]) if gpu else "none",
         groups=[(m, b) for m, b, _ in plots.groups(doc["cells"])],

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from loadtests import analysis
+from loadtests import analysis, routing_report
 from loadtests.results import SCHEMA
 
 Doc = Mapping[str, Any]
@@ -200,8 +200,9 @@ def environment_rows(env: Doc, settings: Doc) -> list[list[str]]:
 
 
 def markdown(doc: Doc) -> str:
-    parts = [
-        f"# servegate bench — {doc['created']}",
+    """report.md: the matrix's sections (when it has cells), the routing comparison's (when
+    the document has one: loadtests/routing_report.py), then the environment."""
+    matrix = [
         f"Preset `{doc['settings'].get('preset')}`, {len(doc['cells'])} cells. "
         "Latencies are exact (every request timed); throughput counts good answers only; "
         "a cell with failures never wins a verdict. Load generator, gateway and runners share "
@@ -228,6 +229,11 @@ def markdown(doc: Doc) -> str:
             if c["failures"] or c["requests"] == 0
         )
         or "None.",
+    ]
+    parts = [f"# servegate bench — {doc['created']}"]
+    parts += matrix if doc["cells"] or not doc.get("routing") else []
+    parts += [routing_report.markdown(doc["routing"])] if doc.get("routing") else []
+    parts += [
         "## Environment",
         table(("", ""), environment_rows(doc["environment"], doc["settings"])),
     ]
