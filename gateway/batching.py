@@ -187,23 +187,36 @@ class Batcher:
                 f"{self.cfg.max_queue})",
                 retry_after=max(wait, 0.05),
             )
+        now = self._clock()
+        if deadline <= now:
+            raise DeadlineExceeded(f"variant '{self.name}': deadline passed before it was queued")
         rows = request.inputs[0].shape[0] if request.inputs and request.inputs[0].shape else 1
         key = batch_key(request)
-        future: asyncio.Future[InferResponse] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[InferResponse] = loop.create_future()
         lane = self._lanes.get(key)
         if lane is None:
             lane = self._lanes[key] = _Lane()
-        lane.queue.append(Pending(request, deadline, rows, key, future, self._clock()))
+        lane.queue.append(Pending(request, deadline, rows, key, future, now))
         if lane.task is None:
             lane.task = asyncio.create_task(self._run(key, lane), name=f"batcher {self.name}")
         lane.wakeup.set()
+        # At the deadline the future fails, which also takes it out of any batch not yet
+        # sent (a timer, not asyncio.wait_for: that costs a second future and a task wake-up
+        # per request). A caller that is cancelled cancels the future the same way.
+        timer = loop.call_later(deadline - now, self._expire, future)
         try:
-            # Cancelling the future on timeout also takes it out of any batch not yet sent.
-            return await asyncio.wait_for(future, max(deadline - self._clock(), 0.0))
-        except TimeoutError:
-            raise DeadlineExceeded(
-                f"variant '{self.name}': deadline passed before the runner answered"
-            ) from None
+            return await future
+        finally:
+            timer.cancel()
+
+    def _expire(self, future: asyncio.Future[InferResponse]) -> None:
+        if not future.done():
+            future.set_exception(
+                DeadlineExceeded(
+                    f"variant '{self.name}': deadline passed before the runner answered"
+                )
+            )
 
     async def _run(self, key: Hashable, lane: _Lane) -> None:
         """Sends the lane's batches until it is empty, then retires the lane."""

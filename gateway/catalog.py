@@ -93,8 +93,12 @@ class Catalog:
         self.models: dict[str, ServedModel] = {}
         self.runner_statuses: dict[str, RunnerStatus] = {}
         self._restarts: dict[str, int] = {}
+        self.count_restarts = True
+        """Whether runner restarts go into the metrics here (a fleet counts them in one
+        worker only: every worker hears of every restart)."""
         self.router_metrics.watch_circuits(
-            lambda: {m: s.router.circuit_states() for m, s in self.models.items()}
+            lambda: {m: s.router.circuit_states() for m, s in self.models.items()},
+            register=metrics.watch,
         )
 
     def variants(self) -> Iterator[ServedVariant]:
@@ -188,7 +192,8 @@ class Catalog:
         self.metrics.runner_up.labels(status.kind).set(1 if up else 0)
         counted = self._restarts.get(status.kind, 0)
         if status.restarts > counted:
-            self.metrics.runner_restarts.labels(status.kind).inc(status.restarts - counted)
+            if self.count_restarts:
+                self.metrics.runner_restarts.labels(status.kind).inc(status.restarts - counted)
             self._restarts[status.kind] = status.restarts
         for served in self.variants():
             if served.config.runner != status.kind or served.config.endpoint:
@@ -200,6 +205,10 @@ class Catalog:
                 served.repoint(
                     self.connect(served.model, served.name, status.endpoint, status.key_file)
                 )
+
+    def baseline(self, status: RunnerStatus) -> None:
+        """Takes the restarts `status` reports as counted already (by someone else)."""
+        self._restarts[status.kind] = max(self._restarts.get(status.kind, 0), status.restarts)
 
     def runners(self) -> list[dict[str, Any]]:
         """The local runners as the supervisor last reported them (an admin's view)."""

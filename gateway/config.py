@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     runner_sockets: bool = True
     """Forward to our local v2 runners (onnx, jax) over their framed Unix socket rather than
     gRPC (SERVEGATE_RUNNER_SOCKETS=0 turns it off). The runners serve gRPC either way."""
+    workers: int = Field(default=1, ge=1, le=256)
+    """Gateway processes sharing the HTTP and gRPC ports (SO_REUSEPORT), each with its own
+    batchers and runner connections; above 1 a primary process keeps them (gateway/fleet)."""
 
 
 class _Frozen(BaseModel):

@@ -46,6 +46,7 @@ EXTENSIONS = (
     "servegate_variants",
 )
 
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Target:
     """A resolved request target: the model, its version, the variant it is accounted to
@@ -164,7 +165,7 @@ class DataPlane:
         except GatewayError as exc:
             if ticket is not None:
                 ticket.release()
-            self.metrics.requests.labels(model, variant, protocol, type(exc).__name__).inc()
+            self.metrics.requests(model, variant, protocol, type(exc).__name__).inc()
             raise
         return ticket
 
@@ -234,9 +235,9 @@ class DataPlane:
         statistics extension's success/fail counters."""
         took = self.clock() - start
         model = target.model.name if target is not None else ""
-        self.metrics.requests.labels(model, variant, protocol, outcome).inc()
+        self.metrics.requests(model, variant, protocol, outcome).inc()
         if outcome == "ok":
-            self.metrics.request_seconds.labels(model, variant, protocol).observe(took)
+            self.metrics.request_seconds(model, variant, protocol).observe(took)
         if target is not None:
             self.statistics.request((model, target.version, variant), outcome == "ok", took)
 

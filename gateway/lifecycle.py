@@ -26,7 +26,28 @@ from gateway.config import ModelConfig, Repository, RepositoryError, load_model
 from gateway.dataplane import DataPlane
 from gateway.errors import BadRequest, ModelNotFound
 
+Reach = Mapping[str, tuple[str, Path | None]]
+"""runner kind -> (endpoint, key file) of the fresh runners a load started."""
+
 log = logging.getLogger("servegate.lifecycle")
+
+
+class RepositoryControl(Protocol):
+    """The repository extension as the front ends call it: a Lifecycle, or a fleet
+    worker's relay to its primary."""
+
+    async def load(self, name: str) -> None: ...
+
+    async def unload(self, name: str) -> None: ...
+
+    async def index(self, ready_only: bool = False) -> list[dict[str, str]]: ...
+
+
+class Relay(Protocol):
+    """Where a fleet worker sends the changes its clients ask for (load, unload, routing,
+    faults): its primary carries each out in every worker, then answers."""
+
+    async def ask(self, action: str, **args: Any) -> None: ...
 
 
 class Runners(Protocol):
@@ -49,7 +70,81 @@ class Runners(Protocol):
         """Stops fresh runners that will not serve after all."""
 
 
-def _read(root: Path, name: str) -> ModelConfig:
+class Models(Protocol):
+    """Where a load or an unload takes effect: this process's dataplane (LocalModels), or
+    every worker's (gateway/fleet)."""
+
+    @property
+    def repository(self) -> Repository:
+        """The models served now."""
+
+    @property
+    def unloaded(self) -> set[str]:
+        """The models unloaded (and not loaded again) since the start."""
+
+    async def install(self, repository: Repository, model: ModelConfig, reach: Reach) -> None:
+        """Serves `model` (as `repository` has it) from now on, in one step; what it
+        replaces keeps the requests already on their way."""
+
+    async def remove(self, name: str) -> None:
+        """Stops taking requests for model `name` (404); those on their way go on."""
+
+    async def settle(self, name: str) -> None:
+        """Drains and closes what the installs and removals of `name` replaced."""
+
+    async def ready(self, name: str) -> bool:
+        """Whether model `name` can serve now."""
+
+
+class LocalModels:
+    """Models served by one DataPlane: swapped in one step, drained up to `drain_s`."""
+
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        *,
+        drain_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.dataplane = dataplane
+        self.drain_s = drain_s
+        self._clock = clock
+        self._replaced: dict[str, list[ServedModel]] = {}
+        self.unloaded: set[str] = set()
+
+    @property
+    def repository(self) -> Repository:
+        return self.dataplane.repository
+
+    async def install(self, repository: Repository, model: ModelConfig, reach: Reach) -> None:
+        self._keep(model.name, self.dataplane.install(repository, model, reach))
+        self.unloaded.discard(model.name)
+
+    async def remove(self, name: str) -> None:
+        self._keep(name, self.dataplane.remove(name))
+        self.unloaded.add(name)
+
+    def _keep(self, name: str, old: ServedModel | None) -> None:
+        if old is not None:
+            self._replaced.setdefault(name, []).append(old)
+
+    async def settle(self, name: str) -> None:
+        """Waits (up to drain_s) for the requests still in the replaced variants, then
+        closes them."""
+        until = self._clock() + self.drain_s
+        for old in self._replaced.pop(name, []):
+            for served in old.variants.values():
+                if not await served.drained(max(until - self._clock(), 0.0)):
+                    log.warning(
+                        "%s: %d request(s) still in flight at close", served.key, served.active
+                    )
+            await old.aclose()
+
+    async def ready(self, name: str) -> bool:
+        return await self.dataplane.model_ready(name)
+
+
+def read_model(root: Path, name: str) -> ModelConfig:
     """A model folder's configuration; BadRequest naming every problem when invalid."""
     folder = root / name
     if not (folder / "model.yaml").is_file():
@@ -73,26 +168,37 @@ class Lifecycle:
 
     def __init__(
         self,
+        models: Models,
+        root: Path,
+        *,
+        runners: Runners | None = None,
+        drain_s: float = 30.0,
+    ) -> None:
+        self.models = models
+        self.root = root
+        self.runners = runners
+        self.drain_s = drain_s
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def local(
+        cls,
         dataplane: DataPlane,
         root: Path,
         *,
         runners: Runners | None = None,
         drain_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.dataplane = dataplane
-        self.root = root
-        self.runners = runners
-        self.drain_s = drain_s
-        self._clock = clock
-        self._lock = asyncio.Lock()
-        self._unloaded: set[str] = set()
+    ) -> Lifecycle:
+        """The lifecycle of one process's dataplane (every gateway but a fleet's primary)."""
+        models = LocalModels(dataplane, drain_s=drain_s, clock=clock)
+        return cls(models, root, runners=runners, drain_s=drain_s)
 
     async def load(self, name: str) -> None:
         """(Re)loads model `name` from its folder; see the module docstring."""
         async with self._lock:
-            model = _read(self.root, name)
-            repository = Repository(self.root, {**self.dataplane.repository, name: model})
+            model = read_model(self.root, name)
+            repository = Repository(self.root, {**self.models.repository, name: model})
             kinds = {
                 v.runner
                 for v in model.variants.values()
@@ -105,48 +211,36 @@ class Lifecycle:
                 fresh = await self.runners.prepare(sorted(kinds), repository)
             try:
                 reach = self.runners.reach(fresh) if self.runners is not None else {}
-                old = self.dataplane.install(repository, model, reach)
+                await self.models.install(repository, model, reach)
             except BaseException:
                 if self.runners is not None and fresh:
                     await self.runners.discard(fresh)
                 raise
             if self.runners is not None and fresh:
                 self.runners.commit(fresh, repository, retire_after_s=self.drain_s)
-            self._unloaded.discard(name)
             log.warning("model %s loaded: versions %s", name, list(model.versions))
-        await self._drain(old)
+        await self.models.settle(name)
 
     async def unload(self, name: str) -> None:
         """Stops serving model `name` (404 from now on) once its requests are answered."""
         async with self._lock:
-            if name not in self.dataplane.repository:
+            if name not in self.models.repository:
                 raise ModelNotFound(f"model '{name}' is not loaded")
-            old = self.dataplane.remove(name)
-            self._unloaded.add(name)
+            await self.models.remove(name)
             log.warning("model %s unloaded", name)
-        await self._drain(old)
-
-    async def _drain(self, old: ServedModel | None) -> None:
-        """Waits (up to drain_s) for the requests still in `old`'s variants, then closes it."""
-        if old is None:
-            return
-        until = self._clock() + self.drain_s
-        for served in old.variants.values():
-            if not await served.drained(max(until - self._clock(), 0.0)):
-                log.warning("%s: %d request(s) still in flight at close", served.key, served.active)
-        await old.aclose()
+        await self.models.settle(name)
 
     async def index(self, ready_only: bool = False) -> list[dict[str, str]]:
         """The repository index: every model folder, loaded (READY, or why not) or not."""
         entries: list[dict[str, str]] = []
         folders = sorted(p.name for p in self.root.iterdir() if (p / "model.yaml").is_file())
         for name in folders:
-            model = self.dataplane.repository.get(name)
+            model = self.models.repository.get(name)
             if model is None:
-                reason = "unloaded" if name in self._unloaded else "not loaded"
+                reason = "unloaded" if name in self.models.unloaded else "not loaded"
                 entries.append({"name": name, "state": "UNAVAILABLE", "reason": reason})
                 continue
-            ready = await self.dataplane.model_ready(name)
+            ready = await self.models.ready(name)
             entry = {"name": name, "version": model.latest_version}
             entry |= {"state": "READY"} if ready else {"state": "UNAVAILABLE", "reason": (
                 f"its default variant '{model.routing.default}' is not ready"
@@ -181,9 +275,7 @@ async def poll(lifecycle: Lifecycle, every_s: float) -> None:
 
     def scan() -> dict[str, tuple[tuple[str, int, int], ...]]:
         return {
-            p.name: fingerprint(p)
-            for p in sorted(root.iterdir())
-            if (p / "model.yaml").is_file()
+            p.name: fingerprint(p) for p in sorted(root.iterdir()) if (p / "model.yaml").is_file()
         }
 
     seen = await asyncio.to_thread(scan)
@@ -195,7 +287,7 @@ async def poll(lifecycle: Lifecycle, every_s: float) -> None:
                 continue
             try:
                 if name not in now:
-                    if name in lifecycle.dataplane.repository:
+                    if name in lifecycle.models.repository:
                         await lifecycle.unload(name)
                 else:
                     await lifecycle.load(name)

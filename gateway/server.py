@@ -30,7 +30,7 @@ from gateway.backends.connect import connect
 from gateway.config import BatchingConfig, ModelConfig, Repository, Settings
 from gateway.dataplane import DataPlane
 from gateway.guards import GrpcAuthInterceptor
-from gateway.lifecycle import Lifecycle
+from gateway.lifecycle import Lifecycle, Relay, RepositoryControl
 from gateway.protocol.reflection import pool as reflection_pool
 from gateway.protocol.v2_service import SERVICE
 from gateway.tls import exposure_warning, grpc_server_credentials, load_tls, uvicorn_ssl_kwargs
@@ -114,13 +114,24 @@ class Gateway:
     """The HTTP and gRPC front ends of one DataPlane, in the running event loop."""
 
     def __init__(
-        self, dataplane: DataPlane, settings: Settings, lifecycle: Lifecycle | None = None
+        self,
+        dataplane: DataPlane,
+        settings: Settings,
+        lifecycle: RepositoryControl | None = None,
+        *,
+        relay: Relay | None = None,
+        reuse_port: bool = False,
     ) -> None:
+        """`relay`: where the admin routes' changes go (a fleet worker's primary), if not
+        to `dataplane` itself; `reuse_port`: bind with SO_REUSEPORT (a fleet's workers
+        share their ports)."""
         self.dataplane = dataplane
         self.settings = settings
-        self.lifecycle = lifecycle or Lifecycle(
+        self.lifecycle = lifecycle or Lifecycle.local(
             dataplane, settings.repository, drain_s=settings.shutdown_grace_s
         )
+        self.relay = relay
+        self.reuse_port = reuse_port
         self.http_port = 0
         self.grpc_port = 0
         self._uvicorn: _Uvicorn | None = None
@@ -150,6 +161,8 @@ class Gateway:
         self.dataplane.live_check = self.live
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((s.host, s.http_port))
         self.http_port = sock.getsockname()[1]
         app = create_app(
@@ -158,6 +171,7 @@ class Gateway:
             body_timeout_s=s.body_timeout_s,
             policy=policy,
             lifecycle=self.lifecycle,
+            relay=self.relay,
         )
         config = uvicorn.Config(
             app,
@@ -175,8 +189,8 @@ class Gateway:
             options=[
                 ("grpc.max_receive_message_length", s.max_body_bytes),
                 ("grpc.max_send_message_length", s.max_body_bytes),
-                ("grpc.so_reuseport", 0),
-            ]
+                ("grpc.so_reuseport", 1 if self.reuse_port else 0),
+            ],
         )
         self._grpc.add_generic_rpc_handlers(
             (

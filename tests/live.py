@@ -330,7 +330,10 @@ def start_stack(
 ) -> RunningStack:
     """Starts runners `kinds` under a Supervisor, and a gateway over them on port 0."""
     cfg = Settings(
-        http_port=0, grpc_port=0, repository=repository.root, **(settings or {})  # type: ignore[arg-type]
+        http_port=0,
+        grpc_port=0,
+        repository=repository.root,
+        **(settings or {}),  # type: ignore[arg-type]
     )
     loop = uvloop.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="stack", daemon=True)
@@ -341,7 +344,7 @@ def start_stack(
         await sup.start(kinds)
         key_files = {k: r.key_file for k, r in sup.runners.items() if r.key_file is not None}
         dataplane = build_dataplane(cfg, repository, sup.gateway_endpoints(), key_files=key_files)
-        lifecycle = Lifecycle(dataplane, repository.root, runners=sup, drain_s=5.0)
+        lifecycle = Lifecycle.local(dataplane, repository.root, runners=sup, drain_s=5.0)
         gw = Gateway(dataplane, cfg, lifecycle)
         await gw.start()
         sup.serve(gw.dataplane)

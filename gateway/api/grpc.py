@@ -18,12 +18,13 @@ from google.protobuf.message import Message
 from gateway.api import grpc_context as ctxs
 from gateway.dataplane import DataPlane
 from gateway.errors import BadRequest, GatewayError
-from gateway.lifecycle import Lifecycle
+from gateway.lifecycle import RepositoryControl
 from gateway.protocol import v2_grpc
 from gateway.protocol.grpc_errors import internal
 from gateway.protocol.model_config import to_pb as model_config_pb
 from gateway.protocol.pb import v2_pb2 as pb
 from gateway.protocol.v2_service import SERVICE, generic_handler
+from gateway.router.selection import PIN_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,9 @@ def stream_servicer(dataplane: DataPlane) -> grpc.GenericRpcHandler:
     )
 
 
-def servicer(dataplane: DataPlane, lifecycle: Lifecycle | None = None) -> grpc.GenericRpcHandler:
+def servicer(
+    dataplane: DataPlane, lifecycle: RepositoryControl | None = None
+) -> grpc.GenericRpcHandler:
     """The v2 gRPC service handler for `dataplane` (with the repository extension when a
     `lifecycle` is given)."""
 
@@ -112,7 +115,8 @@ def servicer(dataplane: DataPlane, lifecycle: Lifecycle | None = None) -> grpc.G
         )
 
     async def model_infer(data: bytes, ctx: grpc.aio.ServicerContext) -> Message:
-        request_id = ctxs.metadata(ctx, ctxs.REQUEST_ID)
+        headers = ctxs.headers(ctx)  # read once: each read copies the call's metadata
+        request_id = headers.get(ctxs.REQUEST_ID)
         if request_id is not None:
             await ctx.send_initial_metadata(((ctxs.REQUEST_ID, request_id),))
         ticket = dataplane.hold(len(data))
@@ -120,8 +124,8 @@ def servicer(dataplane: DataPlane, lifecycle: Lifecycle | None = None) -> grpc.G
             request = v2_grpc.request_from_bytes(data)
             deadline = ctxs.deadline(ctx, dataplane.clock)
             response = await dataplane.infer(
-                request, deadline=deadline, pin=ctxs.pin(ctx), protocol="grpc", ticket=ticket,
-                headers=ctxs.headers(ctx),
+                request, deadline=deadline, pin=headers.get(PIN_HEADER), protocol="grpc",
+                ticket=ticket, headers=headers,
             )  # fmt: skip
         finally:
             ticket.release()

@@ -1,14 +1,14 @@
-"""API: the FastAPI v2 front end. Raw body in, bytes out; one error handler.
+"""API: the HTTP front end. Raw body in, bytes out; one error handler.
 
-Routes only translate: the body becomes an InferRequest (protocol/v2_http.py), the
-DataPlane does the rest, and the answer is encoded as JSON or with the binary tensor
-extension, as the client asked.
+Routes only translate: bodies become the DataPlane's terms (protocol/), the DataPlane
+does the rest. Infer, the hot route, is a bare ASGI app in front of FastAPI
+(infer_route.py); health, metadata, statistics, the repository, the admin routes and the
+TF Serving / TorchServe compatibility routes are FastAPI's.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,10 +16,9 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 from starlette.middleware.gzip import GZipMiddleware
 
-from gateway.admission import Ticket
 from gateway.api import compat_http
 from gateway.api.admin import admin_router
-from gateway.api.bodies import declared_length, header_length, read_body
+from gateway.api.infer_route import GZIP_MIN_BYTES, ASGIApp, InferRoute, document
 from gateway.api.repository import repository_router
 from gateway.api.request_id import RequestIdMiddleware
 from gateway.api.responses import error_response, json_response
@@ -27,14 +26,11 @@ from gateway.auth import AccessPolicy
 from gateway.dataplane import DataPlane
 from gateway.errors import BadRequest, GatewayError
 from gateway.guards import AuthMiddleware
-from gateway.lifecycle import Lifecycle
-from gateway.protocol import v2_http
+from gateway.lifecycle import Relay, RepositoryControl
 from gateway.protocol.grpc_errors import internal
 from gateway.router.selection import PIN_HEADER
 
 log = logging.getLogger(__name__)
-
-JSON = "application/json"
 
 
 def create_app(
@@ -43,9 +39,10 @@ def create_app(
     max_body_bytes: int,
     body_timeout_s: float = 30.0,
     policy: AccessPolicy | None = None,
-    lifecycle: Lifecycle | None = None,
-) -> FastAPI:
-    """The HTTP app: v2 health, metadata and infer routes over `dataplane`."""
+    lifecycle: RepositoryControl | None = None,
+    relay: Relay | None = None,
+) -> ASGIApp:
+    """The HTTP app over `dataplane`: auth, then X-Request-ID, then infer, then FastAPI."""
     app = FastAPI(
         title="servegate",
         summary="KServe v2 (Open Inference Protocol) gateway: PyTorch, TensorFlow, ONNX, JAX",
@@ -115,74 +112,20 @@ def create_app(
         ok = await dataplane.model_ready(model, version, request.headers.get(PIN_HEADER))
         return json_response({"name": model, "ready": ok}, 200 if ok else 503)
 
-    @app.post("/v2/models/{model}/infer", tags=["inference"])
-    @app.post("/v2/models/{model}/versions/{version}/infer", tags=["inference"])
-    async def infer(model: str, request: Request, version: str = "") -> Response:
-        """v2 inference: JSON tensors, or a JSON header plus binary blobs (binary extension)."""
-        pin = request.headers.get(PIN_HEADER)
-        declared = declared_length(request, max_body_bytes)
-        ticket = dataplane.admit(model, version, pin, declared or 0, protocol="http")
-        try:
-            return await _infer(model, version, pin, request, ticket, declared is None)
-        finally:
-            ticket.release()
-
-    async def _infer(
-        model: str, version: str, pin: str | None, request: Request, ticket: Ticket, unsized: bool
-    ) -> Response:
-        body = await read_body(request, max_body_bytes, body_timeout_s)
-        if unsized:  # no Content-Length: admitted with 0 bytes, now that they are known
-            ticket.resize(len(body), retry_after=1.0)
-        json_length = header_length(request)
-        if json_length == 0:
-            spec = _raw_input_spec(dataplane, model, version, pin)
-            req = v2_http.decode_raw_request(
-                body,
-                name=spec.name,
-                datatype=spec.datatype,
-                shape=spec.shape,
-                model_name=model,
-                model_version=version,
-            )
-        else:
-            req = v2_http.decode_request(body, json_length, model_name=model, model_version=version)
-        response = await dataplane.infer(
-            req, pin=pin, protocol="http", ticket=ticket, headers=request.headers
-        )
-        out, length = v2_http.encode_response(response, v2_http.binary_outputs(req))
-        if length is None:
-            return Response(out, media_type=JSON)
-        return Response(
-            out,
-            media_type="application/octet-stream",
-            headers={"Inference-Header-Content-Length": str(length)},
-        )
-
-    app.include_router(admin_router(dataplane, body_timeout_s))
+    app.include_router(admin_router(dataplane, body_timeout_s, relay))
     app.include_router(
         compat_http.router(dataplane, max_body_bytes=max_body_bytes, body_timeout_s=body_timeout_s)
     )
     if lifecycle is not None:
         app.include_router(repository_router(lifecycle, body_timeout_s))
-    app.add_middleware(RequestIdMiddleware)
-    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    document(app)
+    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES)
+    # Outside FastAPI's own middleware: infer pays for none of it.
+    front: ASGIApp = InferRoute(
+        app, dataplane, max_body_bytes=max_body_bytes, body_timeout_s=body_timeout_s
+    )
+    front = RequestIdMiddleware(front)
     if policy is not None and policy.enabled:
         # Outermost: a refused call never reaches admission or the body.
-        app.add_middleware(AuthMiddleware, policy=policy)
-    return app
-
-
-def _raw_input_spec(dataplane: DataPlane, model: str, version: str, pin: str | None) -> Any:
-    """The one input a raw binary request may carry (binary extension's rules)."""
-    target = dataplane.resolve(model, version, pin)
-    inputs = target.model.signature.inputs
-    if (
-        len(inputs) != 1
-        or sum(d == -1 for d in inputs[0].shape) > 1
-        or (inputs[0].datatype == "BYTES")
-    ):
-        raise BadRequest(
-            "a raw binary request (Inference-Header-Content-Length: 0) needs a model with "
-            "exactly one non-BYTES input and at most one variable dimension"
-        )
-    return inputs[0]
+        front = AuthMiddleware(front, policy=policy)
+    return front

@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from gateway.api.bodies import read_body
 from gateway.api.responses import json_response
 from gateway.errors import BadRequest
-from gateway.lifecycle import Lifecycle
+from gateway.lifecycle import RepositoryControl
 from gateway.protocol import v2_http
 
 
@@ -33,7 +33,7 @@ def _repository_parameters(doc: Any) -> None:
         )
 
 
-def repository_router(lifecycle: Lifecycle, body_timeout_s: float) -> APIRouter:
+def repository_router(lifecycle: RepositoryControl, body_timeout_s: float) -> APIRouter:
     """The repository extension's routes over `lifecycle`."""
     router = APIRouter(tags=["repository"])
 

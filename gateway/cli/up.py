@@ -13,6 +13,7 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -27,6 +28,7 @@ from gateway.config import (
     Repository,
     Settings,
 )
+from gateway.fleet.primary import Fleet
 from gateway.lifecycle import Lifecycle
 from gateway.lifecycle import poll as poll_repository
 from gateway.protocol.framed import socket_path
@@ -35,9 +37,11 @@ from gateway.supervisor import Probing, RunnerFailed, Supervisor, needed_runners
 from gateway.supervisor.restarts import RestartPolicy
 from gateway.supervisor.torchserve import TorchServeRunner
 
+Ready = Callable[[str, str], Awaitable[bool]]
+
 
 async def _variant_table(
-    repo: Repository, supervisor: Supervisor, gateway: Gateway, endpoints: dict[str, str]
+    repo: Repository, supervisor: Supervisor, ready: Ready, endpoints: dict[str, str]
 ) -> Table:
     """Every model's variants: which runner serves each, where, how the gateway reaches it,
     and whether it is ready."""
@@ -46,7 +50,7 @@ async def _variant_table(
     for name, model in repo.items():
         for vname, v in model.variants.items():
             proc = supervisor.runners.get(v.runner)
-            ready = await gateway.dataplane.variant_ready(name, vname)
+            up = await ready(name, vname)
             used = v.endpoint or endpoints.get(v.runner, "")
             table.add_row(
                 name,
@@ -56,7 +60,7 @@ async def _variant_table(
                 "framed unix socket" if socket_path(used) else "gRPC",
                 str(proc.pid) if proc else "-",
                 f"{proc.ready_after_s:.1f} s" if proc else "-",
-                "[green]READY[/]" if ready else "[red]UNAVAILABLE[/]",
+                "[green]READY[/]" if up else "[red]UNAVAILABLE[/]",
             )
     return table
 
@@ -123,7 +127,7 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    gateway = None
+    front: Gateway | Fleet | None = None
     try:
         if kinds:
             with console.status(f"starting runners {kinds} (logs in {workdir})"):
@@ -136,43 +140,59 @@ async def _serve(
             for kind, r in supervisor.runners.items()
             if isinstance(r, TorchServeRunner)
         }
-        dataplane = build_dataplane(settings, repo, endpoints, key_files=key_files)
-        lifecycle = Lifecycle(
-            dataplane, repo.root, runners=supervisor, drain_s=settings.shutdown_grace_s
-        )
-        gateway = Gateway(dataplane, settings, lifecycle)
-        await gateway.start()
-        supervisor.serve(gateway.dataplane)
-        console.print(await _variant_table(repo, supervisor, gateway, endpoints))
+        ready: Ready
+        if settings.workers > 1:
+            front = Fleet(
+                settings, repo, workdir, workers=settings.workers, supervisor=supervisor,
+                endpoints=endpoints, key_files=key_files,
+            )  # fmt: skip
+            with console.status(f"starting {settings.workers} gateway workers"):
+                await front.start()
+            lifecycle: Lifecycle = front.lifecycle
+            ready = front.variant_ready
+        else:
+            dataplane = build_dataplane(settings, repo, endpoints, key_files=key_files)
+            lifecycle = Lifecycle.local(
+                dataplane, repo.root, runners=supervisor, drain_s=settings.shutdown_grace_s
+            )
+            front = Gateway(dataplane, settings, lifecycle)
+            await front.start()
+            supervisor.serve(front.dataplane)
+            ready = front.dataplane.variant_ready
+        http, grpc_port = front.http_port, front.grpc_port
+        console.print(await _variant_table(repo, supervisor, ready, endpoints))
+        workers = f"  {settings.workers} workers" if settings.workers > 1 else ""
         console.print(
-            f"[bold green]servegate ready[/]  HTTP http://{settings.host}:{gateway.http_port}/v2  "
-            f"gRPC {settings.host}:{gateway.grpc_port}  docs http://{settings.host}:{gateway.http_port}/docs"
+            f"[bold green]servegate ready[/]  HTTP http://{settings.host}:{http}/v2  "
+            f"gRPC {settings.host}:{grpc_port}  docs http://{settings.host}:{http}/docs{workers}"
         )
-        console.print("try:\n  " + _example(repo, settings, gateway.http_port), soft_wrap=True)
+        console.print("try:\n  " + _example(repo, settings, http), soft_wrap=True)
         console.print("Ctrl-C stops the gateway and every runner.")
         if ready_file is not None:
-            _write_ready_file(ready_file, gateway, supervisor, endpoints)
+            _write_ready_file(ready_file, front, supervisor, endpoints)
         watcher = asyncio.create_task(poll_repository(lifecycle, poll_s)) if poll_s else None
         await stop.wait()
         if watcher is not None:
             watcher.cancel()
         console.print("stopping: draining requests in flight...")
     finally:
-        if gateway is not None:
-            await gateway.stop()
+        if front is not None:
+            await front.stop()
         await supervisor.aclose()
         shutil.rmtree(workdir, ignore_errors=True)  # logs, sockets, port files, caches
 
 
 def _write_ready_file(
-    path: Path, gateway: Gateway, supervisor: Supervisor, endpoints: dict[str, str]
+    path: Path, front: Gateway | Fleet, supervisor: Supervisor, endpoints: dict[str, str]
 ) -> None:
     """What scripts and tests need to find a `servegate up` started on port 0. A runner's
-    `endpoint` is its gRPC address; `gateway_endpoint` is where the gateway forwards."""
+    `endpoint` is its gRPC address; `gateway_endpoint` is where the gateway forwards;
+    `worker_pids`, a fleet's workers (`gateway_pid` is then its primary)."""
     doc = {
         "gateway_pid": os.getpid(),
-        "http_port": gateway.http_port,
-        "grpc_port": gateway.grpc_port,
+        "worker_pids": front.worker_pids if isinstance(front, Fleet) else [],
+        "http_port": front.http_port,
+        "grpc_port": front.grpc_port,
         "runners": {
             k: {
                 "endpoint": r.endpoint,
@@ -188,6 +208,21 @@ def _write_ready_file(
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc))
     tmp.replace(path)
+
+
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Gateway processes sharing the ports (SO_REUSEPORT), each with its own batchers "
+        "and runner connections (default 1; env SERVEGATE_WORKERS).",
+    ),
+]
+
+
+def _with_workers(settings: Settings, workers: int | None) -> Settings:
+    """The flag, when given, overrides SERVEGATE_WORKERS."""
+    return settings if workers is None else settings.model_copy(update={"workers": workers})
 
 
 @app.command()
@@ -223,6 +258,7 @@ def up(
             "(model.yaml, a new version), unload one whose model.yaml is gone."
         ),
     ] = None,
+    workers: WorkersOpt = None,
     repository: RepoOpt = DEFAULT_REPOSITORY,
 ) -> None:
     """Build what is missing, start the runners and the gateway; Ctrl-C stops them all."""
@@ -233,6 +269,7 @@ def up(
         settings = settings.model_copy(update={"runner_sockets": runner_sockets})
     if standby:
         settings = settings.model_copy(update={"standby": ",".join(standby)})
+    settings = _with_workers(settings, workers)
     repo = _load(repository)
     kinds = runner if runner else needed_runners(repo)
     _logging(settings)
@@ -255,6 +292,7 @@ def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     http_port: Annotated[int, typer.Option()] = 8000,
     grpc_port: Annotated[int, typer.Option()] = 8001,
+    workers: WorkersOpt = None,
     repository: RepoOpt = DEFAULT_REPOSITORY,
 ) -> None:
     """The gateway alone, in front of runners started elsewhere (containers)."""
@@ -263,7 +301,6 @@ def serve(
         kind, _, address = item.partition("=")
         endpoints[kind] = f"{endpoints[kind]},{address}" if kind in endpoints else address
     settings = Settings(host=host, http_port=http_port, grpc_port=grpc_port, repository=repository)
+    settings = _with_workers(settings, workers)
     _logging(settings)
     _run(_serve(settings, _load(repository), [], endpoints))
-
-

@@ -132,7 +132,8 @@ class Router:
             self.metrics.routed(self.model, PIN, pin)
             return Routed(response, pin)
         policy = self._policy  # one policy for the whole request, whatever set_policy does
-        views = self.stats.snapshot(v for v in self.variants if self.usable(v))
+        wanted = policy.candidates if policy.candidates is not None else self.variants
+        views = self.stats.snapshot(v for v in wanted if self.usable(v))
         try:
             if not views:
                 raise Unavailable(f"model '{self.model}': no variant can serve now")

@@ -98,7 +98,8 @@ class Faults:
         """`send` (the router's: variant, request, deadline) with the faults applied."""
 
         async def faulty(variant: str, request: InferRequest, deadline: float) -> InferResponse:
-            await self.apply(variant, deadline)
+            if variant in self._faults:  # most calls: no fault set, no draw to make
+                await self.apply(variant, deadline)
             return await send(variant, request, deadline)
 
         return faulty
@@ -108,7 +109,8 @@ class Faults:
         faults applied: faults per runner call rather than per request."""
 
         async def faulty(request: InferRequest, deadline: float) -> InferResponse:
-            await self.apply(variant, deadline)
+            if variant in self._faults:
+                await self.apply(variant, deadline)
             return await send(request, deadline)
 
         return faulty

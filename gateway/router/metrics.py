@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from gateway.metrics import LATENCY_BUCKETS
+from gateway.metrics import LATENCY_BUCKETS, Children
 from gateway.router.circuit import CircuitState
 from gateway.router.parity import OutputDiff
 
@@ -69,10 +69,10 @@ class PrometheusRouterMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         r = self.registry = registry
         pair = ["model", "primary", "shadow"]
-        self._routed = Counter(
+        self._routed = Children(Counter(
             "servegate_routed", "Requests answered, by routing policy and answering variant.",
             ["model", "policy", "variant"], registry=r,
-        )  # fmt: skip
+        ))  # fmt: skip
         self._failover = Counter(
             "servegate_failover", "Requests moved from a variant that could not serve to the next.",
             ["model", "source", "target", "reason"], registry=r,
@@ -111,7 +111,7 @@ class PrometheusRouterMetrics:
         )  # fmt: skip
 
     def routed(self, model: str, policy: str, variant: str) -> None:
-        self._routed.labels(model, policy, variant).inc()
+        self._routed(model, policy, variant).inc()
 
     def failover(self, model: str, source: str, target: str, reason: str) -> None:
         self._failover.labels(model, source, target, reason).inc()
@@ -143,11 +143,14 @@ class PrometheusRouterMetrics:
         self._circuit.labels(model, variant, new.value).inc()
 
     def watch_circuits(
-        self, states: Callable[[], Mapping[str, Mapping[str, CircuitState]]]
+        self,
+        states: Callable[[], Mapping[str, Mapping[str, CircuitState]]],
+        register: Callable[[Collector], None] | None = None,
     ) -> None:
         """A gauge read at scrape time: `states()` is {model: {variant: state}}, and
-        servegate_circuit_state{model, variant, state} is 1 for the state each is in."""
-        self.registry.register(_CircuitCollector(states))
+        servegate_circuit_state{model, variant, state} is 1 for the state each is in.
+        `register` (default: our registry's) adds it where scrapes will read it."""
+        (register or self.registry.register)(_CircuitCollector(states))
 
 
 class _CircuitCollector(Collector):

@@ -61,6 +61,8 @@ class Policy(Protocol):
     """One routing policy: built from its config (and an rng), asked once per request."""
 
     config: RoutingBase
+    candidates: tuple[str, ...] | None
+    """The variants `choose` may pick from (None: all): only those are snapshotted."""
 
     @property
     def key_header(self) -> str | None:

@@ -18,9 +18,8 @@ import grpc
 import httpx
 import uvicorn
 import uvloop
-from fastapi import FastAPI
 
-from gateway.api import compat_grpc, compat_http
+from gateway.api import compat_grpc
 from gateway.api import grpc as grpc_api
 from gateway.api.http import create_app
 from gateway.config import Repository, Settings
@@ -69,8 +68,6 @@ def start(
         plane.start()
         limit = settings.max_body_bytes
         app = create_app(plane, max_body_bytes=limit)
-        if not _has_route(app, "/ping"):  # until create_app includes the router itself
-            app.include_router(compat_http.router(plane, max_body_bytes=limit))
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
@@ -87,10 +84,6 @@ def start(
     wait_for(lambda: gw._uvicorn.started, 10, "uvicorn to start")
     wait_for(lambda: httpx.get(f"{gw.http_url}/v2/health/ready").status_code == 200, 60, "ready")
     return gw
-
-
-def _has_route(app: FastAPI, path: str) -> bool:
-    return any(getattr(route, "path", None) == path for route in app.routes)
 
 
 class _NoSignals:

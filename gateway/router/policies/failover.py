@@ -20,6 +20,7 @@ class Failover:
     def __init__(self, config: FailoverRouting, rng: random.Random | None = None) -> None:
         self.config = config
         self._order = (config.default, *config.order)
+        self.candidates: tuple[str, ...] | None = self._order
 
     def choose(self, views: Sequence[VariantView], key: str | None = None) -> Plan:
         names = in_order(self._order, views)

@@ -29,6 +29,9 @@ class Fastest:
     def __init__(self, config: FastestRouting, rng: random.Random) -> None:
         self.config = config
         self._rng = rng
+        self.candidates: tuple[str, ...] | None = (
+            tuple(config.variants) if config.variants is not None else None
+        )
 
     def choose(self, views: Sequence[VariantView], key: str | None = None) -> Plan:
         wanted = self.config.variants

@@ -23,6 +23,7 @@ class Hedged:
     def __init__(self, config: HedgedRouting, rng: random.Random | None = None) -> None:
         self.config = config
         self._order = (config.default, *config.order)
+        self.candidates: tuple[str, ...] | None = self._order
 
     def delay_s(self, primary: VariantView) -> float | None:
         """When to hedge a call to `primary`, or None for not yet known."""

@@ -23,6 +23,7 @@ class Mirror:
     def __init__(self, config: MirrorRouting, rng: random.Random) -> None:
         self.config = config
         self._rng = rng
+        self.candidates: tuple[str, ...] | None = (config.default, *config.shadows)
 
     def choose(self, views: Sequence[VariantView], key: str | None = None) -> Plan:
         primary = self.config.default

@@ -15,8 +15,10 @@ class Pinned:
 
     def __init__(self, config: PinnedRouting, rng: random.Random | None = None) -> None:
         self.config = config
+        self.candidates: tuple[str, ...] | None = (config.default,)
+        self._plan = Plan(config.default)
 
     def choose(self, views: Sequence[VariantView], key: str | None = None) -> Plan:
         if not in_order([self.config.default], views):
             raise unavailable("pinned", [self.config.default], views)
-        return Plan(self.config.default)
+        return self._plan

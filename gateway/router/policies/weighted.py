@@ -36,6 +36,7 @@ class Weighted:
         self.key_header: str | None = config.sticky_header
         self._rng = rng
         self._names = [n for n, w in config.weights.items() if w > 0]
+        self.candidates: tuple[str, ...] | None = tuple(self._names)
 
     def choose(self, views: Sequence[VariantView], key: str | None = None) -> Plan:
         names = in_order(self._names, views)

@@ -12,7 +12,6 @@ import httpx
 import numpy as np
 import pytest
 
-from gateway.api.compat_http import router
 from gateway.api.http import create_app
 from gateway.config import Repository, load_repository
 from gateway.dataplane import DataPlane
@@ -70,8 +69,6 @@ async def http(
 ) -> AsyncIterator[httpx.AsyncClient]:
     plane = DataPlane(repo, backends)
     app = create_app(plane, max_body_bytes=4096)
-    if not any(getattr(r, "path", None) == "/ping" for r in app.routes):
-        app.include_router(router(plane, max_body_bytes=4096))  # until create_app does
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://gw"
     ) as client:

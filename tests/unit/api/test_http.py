@@ -266,3 +266,48 @@ async def test_any_timeout_in_range_is_served(http: httpx.AsyncClient, timeout: 
     doc = orjson.loads(BODY) | {"parameters": {"timeout": timeout}}
     reply = await http.post("/v2/models/tiny/infer", content=orjson.dumps(doc))
     assert reply.status_code in (200, 504), reply.text  # 1 us may pass before the call
+
+
+async def test_infer_is_post_only(http: httpx.AsyncClient) -> None:
+    r = await http.get("/v2/models/tiny/infer")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    assert "POST" in r.json()["error"]
+
+
+async def test_infer_answers_gzip_only_when_accepted_and_worth_it(
+    http: httpx.AsyncClient, backend: FunctionBackend
+) -> None:
+    def wide(request: InferRequest) -> InferResponse:
+        return InferResponse(request.model_name, (Tensor("y", "FP32", np.zeros((1, 512))),))
+
+    backend.handler = wide
+    zipped = await http.post(
+        "/v2/models/tiny/infer", content=BODY, headers={"Accept-Encoding": "gzip"}
+    )
+    plain = await http.post(
+        "/v2/models/tiny/infer", content=BODY, headers={"Accept-Encoding": "identity"}
+    )
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert "content-encoding" not in plain.headers
+    assert zipped.json() == plain.json()  # httpx inflates the gzip answer
+    assert int(zipped.headers["content-length"]) < len(plain.content) // 4
+
+    backend.handler = echo  # a small answer is not worth compressing
+    small = await http.post(
+        "/v2/models/tiny/infer", content=BODY, headers={"Accept-Encoding": "gzip"}
+    )
+    assert small.status_code == 200 and "content-encoding" not in small.headers
+
+
+async def test_infer_echoes_the_request_id(http: httpx.AsyncClient) -> None:
+    r = await http.post("/v2/models/tiny/infer", content=BODY, headers={"X-Request-ID": "r-7"})
+    assert r.status_code == 200 and r.headers["x-request-id"] == "r-7"
+    bad = await http.post("/v2/models/tiny/infer", content=b"{", headers={"X-Request-ID": "r-8"})
+    assert bad.status_code == 400 and bad.headers["x-request-id"] == "r-8"
+
+
+async def test_openapi_lists_the_infer_routes(http: httpx.AsyncClient) -> None:
+    paths = (await http.get("/openapi.json")).json()["paths"]
+    assert paths["/v2/models/{model}/infer"]["post"]["tags"] == ["inference"]
+    assert "/v2/models/{model}/versions/{version}/infer" in paths
+    assert "/v2/models/{model}/ready" in paths  # FastAPI's own routes are still there
