@@ -37,7 +37,7 @@ from gateway.config import DEFAULT_REPOSITORY, ModelConfig, load_repository
 from loadtests import arrivals, loadgen, machine, page, report, target, workload
 from loadtests.arrivals import CLIENT_ERROR_PREFIX
 from loadtests.resources import Sampler
-from loadtests.results import SCHEMA
+from loadtests.results import SCHEMA, cpu_per_request
 from loadtests.routing_admin import Admin
 from loadtests.routing_figures import cell_figures, comparisons, delta, router_counters
 from loadtests.routing_report import CELL_HEADER, COMPARE_HEADER, cell_rows, compare_rows
@@ -157,6 +157,7 @@ class Bench:
             "load_average": [round(x, 2) for x in load[:2]],
             "others_cpu_pct": resources.get("_machine", {}).get("other_cpu_pct"),
             "cpu_pct": {k: v["cpu_pct"] for k, v in resources.items() if not k.startswith("_")},
+            "cpu_ms_per_request": cpu_per_request(resources, figures["requests"]),
             "error_examples": dict(self.send.examples),
         }  # fmt: skip
 

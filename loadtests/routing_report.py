@@ -75,6 +75,12 @@ def _rows(cell: Mapping[str, Any]) -> str:
     return ", ".join(f"{v} {n:.3f}" for v, n in per.items()) or "—"
 
 
+def _cpu(cell: Mapping[str, Any]) -> str:
+    """CPU ms per request by process: what a policy costs where (hedges, shadow copies)."""
+    per = cell.get("cpu_ms_per_request") or {}
+    return ", ".join(f"{k} {v:.2f}" for k, v in per.items()) or "—"
+
+
 def _load(cell: Mapping[str, Any]) -> str:
     la = cell.get("load_average") or []
     others = cell.get("others_cpu_pct")
@@ -85,7 +91,7 @@ def _load(cell: Mapping[str, Any]) -> str:
 CELL_HEADER = (
     "round", "c", "policy", "requests", "errors", "ok/s", "p50 ms", "p90 ms", "p99 ms",
     "max ms", "answered by", "hedges sent (extra calls): outcomes", "shadow copies",
-    "rows to runners / request", "load avg 1m 5m / others CPU %",
+    "rows to runners / request", "CPU ms / request", "load avg 1m 5m / others CPU %",
 )  # fmt: skip
 
 
@@ -99,7 +105,7 @@ def cell_rows(routing: Routing) -> list[list[str]]:
                 str(c["round"]), concurrency_label(c["concurrency"]), c["arm"],
                 num(c["requests"]), errors, num(c["ok_per_s"]), ms(lat["p50"]),
                 ms(lat["p90"]), ms(lat["p99"]), ms(lat["max"]), _answered_by(c), _hedges(c),
-                _shadows(c), _rows(c), _load(c),
+                _shadows(c), _rows(c), _cpu(c), _load(c),
             ]
         )  # fmt: skip
     return rows

@@ -251,8 +251,10 @@ def test_the_report_shows_the_routing_section_instead_of_an_empty_matrix() -> No
         _cell("pinned", "pinned", rnd, c, SLOW_TAIL) for rnd in (1, 2) for c in (1, 16)
     ] + [_cell("hedged:after=p90", "hedged", rnd, c, CUT_TAIL, hedges=5)
          for rnd in (1, 2) for c in (1, 16)]  # fmt: skip
+    cells[0]["cpu_ms_per_request"] = {"gateway": 0.84, "onnx": 0.38}
     doc = _doc(cells)
     md = report.markdown(doc)
+    assert "| gateway 0.84, onnx 0.38 |" in md
     assert "## Routing policies" in md and "## Verdicts" not in md and "## Environment" in md
     assert " | ".join(routing_report.COMPARE_HEADER) in md
     assert md.count("| hedged:after=p90 |") == 4 + 4  # a comparison row and a cell row each
