@@ -193,8 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = uvloop.run(run(args))
     except ImportError:
         rows = asyncio.run(run(args))
-    table = Table("front end", "CPU µs / request", "requests / CPU s",
-                  title=f"{args.model}, c={args.concurrency}, in-process, instant backend")  # fmt: skip
+    title = f"{args.model}, c={args.concurrency}, in-process, instant backend"
+    table = Table("front end", "CPU µs / request", "requests / CPU s", title=title)
     for front, us, rate in rows:
         table.add_row(front, f"{us:.0f}", f"{rate:.0f}")
     console.print(table)

@@ -27,6 +27,7 @@ import psutil
 from runners.lifetime import die_with_parent
 
 POLL_S = 0.1
+SCAN_S = 1.0  # a scan of /proc for descendants costs ~1 ms; the child's exit is cheap to see
 
 
 def _descendants(pid: int) -> list[psutil.Process]:
@@ -72,9 +73,12 @@ def run(argv: list[str], grace: float) -> int:
     signal.signal(signal.SIGINT, on_signal)
     child = subprocess.Popen(argv, start_new_session=True)
     seen: dict[int, psutil.Process] = {}
+    scanned = 0.0
     while not stop and child.poll() is None:
-        for p in _descendants(child.pid):
-            seen.setdefault(p.pid, p)
+        if time.monotonic() - scanned >= SCAN_S:
+            for p in _descendants(child.pid):
+                seen.setdefault(p.pid, p)
+            scanned = time.monotonic()
         time.sleep(POLL_S)
     _end(child.pid, seen, grace if stop else 0.0)
     with contextlib.suppress(subprocess.TimeoutExpired):
