@@ -6,6 +6,8 @@
     python -m loadtests.bench openloop [...]        # open-loop overload (loadtests/openloop.py)
     python -m loadtests.bench recovery [...]        # SIGKILL recovery (loadtests/recovery.py)
     python -m loadtests.bench routing [...]         # routing policies (loadtests/routing.py)
+    python -m loadtests.bench peers [...]           # beside KServe/MLServer (loadtests/peers.py)
+    python -m loadtests.bench hotpath [...]         # the gateway's CPU (loadtests/hotpath.py)
 
 Without `--url` it starts the whole system itself (`servegate up` on free ports, only
 the runners the chosen variants need) and stops it afterwards. Each cell is a headless
@@ -28,7 +30,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from gateway.config import DEFAULT_REPOSITORY, Repository, load_repository
-from loadtests import coldstart, compare, machine, matrix, openloop, page, recovery, report
+from loadtests import (
+    coldstart,
+    compare,
+    hotpath,
+    machine,
+    matrix,
+    openloop,
+    page,
+    peers,
+    recovery,
+    report,
+)
 from loadtests.cellrun import CellSettings, run_cell
 from loadtests.resources import Nvml
 from loadtests.results import SCHEMA
@@ -57,7 +70,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "reports\n  servegate bench render DIR    re-render a report from its results.json"
         "\n  servegate bench openloop ...  open-loop load at 1x/2x/4x capacity (--help)"
         "\n  servegate bench recovery ...  SIGKILL each runner under load (--help)"
-        "\n  servegate bench routing ...   routing policies under a fault (--help)",
+        "\n  servegate bench routing ...   routing policies under a fault (--help)"
+        "\n  servegate bench peers ...     beside KServe, MLServer and the floors (--help)"
+        "\n  servegate bench hotpath ...   the gateway's own CPU per request (--help)",
     )
     p.add_argument("--quick", action="store_true", help="A few seconds a cell, digits only.")
     p.add_argument("--models", type=_names, help="Comma-separated models (default: preset's).")
@@ -300,6 +315,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return recovery.main(argv[1:])
     if argv[:1] == ["routing"]:
         return routing_main(argv[1:])
+    if argv[:1] == ["peers"]:
+        return peers.main(argv[1:])
+    if argv[:1] == ["hotpath"]:
+        return hotpath.main(argv[1:])
     if argv[:1] == ["render"]:
         for folder in argv[1:]:
             write_report(Path(folder), report.load(Path(folder)))
