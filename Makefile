@@ -41,3 +41,30 @@ test: lint
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# Containers (docker/, README "Deploy with containers"). On a machine that cannot pull
+# images: `make images` builds the local stand-ins, the host-side wheelhouse and every
+# image (BuildKit, cached); `make compose-up` also brings the CPU stack up and waits
+# until every service is healthy; `make compose-down` stops it, keeping the volumes.
+COMPOSE := docker compose -f docker/compose.yaml -f docker/compose.offline.yaml
+API_KEYS := docker/secrets/api_keys
+
+.PHONY: images compose-up compose-down
+
+images:
+	docker/offline/prepare.sh all
+	python3 docker/offline/build_images.py -f docker/compose.yaml -f docker/compose.offline.yaml \
+	  --profile cpu --profile monitoring
+
+$(API_KEYS):
+	install -d -m 700 docker/secrets
+	printf 'infer:%s\nadmin:%s\n' "$$(openssl rand -hex 16)" "$$(openssl rand -hex 16)" > $@
+	chmod 644 $@  # read by uid 1000 in the gateway; the folder keeps it private
+	@echo "API keys written to $@"
+
+compose-up: images $(API_KEYS)
+	$(COMPOSE) up -d --wait --no-build
+	@echo "servegate: HTTP http://127.0.0.1:8000/v2  gRPC 127.0.0.1:8001  keys in $(API_KEYS)"
+
+compose-down:
+	$(COMPOSE) --profile monitoring down
