@@ -69,6 +69,18 @@ def test_runners_sit_behind_headless_services(overlay: str) -> None:
     for name in RUNNERS:
         assert services[name]["spec"]["clusterIP"] == "None", name
     assert "clusterIP" not in services["gateway"]["spec"]
+    # The gateway asks DNS for every pod behind each headless Service, and balances.
+    gateway = by_kind(objects(overlay), "Deployment")["gateway"]["spec"]["template"]["spec"]
+    endpoints = dict(
+        a.removeprefix("--runner-endpoint=").split("=", 1)
+        for a in gateway["containers"][0]["args"]
+        if a.startswith("--runner-endpoint=")
+    )
+    for kind, endpoint in endpoints.items():
+        host, _, port = endpoint.removeprefix("dns:///").rpartition(":")
+        assert endpoint.startswith("dns:///") and host == kind, endpoint
+        assert int(port) == services[kind]["spec"]["ports"][0]["port"], endpoint
+    assert set(endpoints) == RUNNERS
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
