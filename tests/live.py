@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import grpc
 import httpx
@@ -226,8 +226,30 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None
         time.sleep(0.02)
 
 
-class GrpcLoad:
+class LoadThreads:
+    """Threads that send requests until `stop` is set: `with` starts them, and on the way
+    out stops them and checks each came back within `join_s`."""
+
+    threads: list[threading.Thread]
+    stop: threading.Event
+    join_s: float = 60.0
+
+    def __enter__(self) -> Self:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(self.join_s)
+            assert not t.is_alive(), "a request never came back"
+
+
+class GrpcLoad(LoadThreads):
     """Threads sending digits requests to one variant, recording every outcome."""
+
+    join_s = CLIENT_TIMEOUT_S + 5
 
     def __init__(self, address: str, variant: str, x: np.ndarray, threads: int = 3) -> None:
         self.address, self.model, self.x = address, f"digits@{variant}", x
@@ -265,17 +287,6 @@ class GrpcLoad:
         with self.lock:
             return [sent for sent, outcome, _ in self.results if outcome == "OK" and sent > t]
 
-    def __enter__(self) -> GrpcLoad:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(CLIENT_TIMEOUT_S + 5)
-            assert not t.is_alive(), "a request never came back"
-
     def check_answers(self) -> set[str]:
         """Every request was answered, within its deadline, with success or a code that
         says 'not now'; returns the outcomes seen."""
@@ -288,23 +299,12 @@ class GrpcLoad:
 
 
 @dataclass
-class RunningStack:
+class RunningStack(RunningGateway):
     """Supervisor + gateway + repository lifecycle in this process, wired as `servegate up`
     wires them, serving in a background thread's event loop."""
 
-    gateway: Gateway
     supervisor: Supervisor
     lifecycle: Lifecycle
-    loop: asyncio.AbstractEventLoop
-    thread: threading.Thread
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.gateway.http_port}"
-
-    @property
-    def grpc_address(self) -> str:
-        return f"127.0.0.1:{self.gateway.grpc_port}"
 
     def call(self, coro: Any, timeout: float = 120) -> Any:
         """Runs `coro` on the stack's loop and returns its result."""
@@ -351,4 +351,4 @@ def start_stack(
         return gw, sup, lifecycle
 
     gw, sup, lifecycle = asyncio.run_coroutine_threadsafe(build(), loop).result(180)
-    return RunningStack(gw, sup, lifecycle, loop, thread)
+    return RunningStack(gw, loop, thread, sup, lifecycle)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import httpx
 import typer
 from rich.console import Console
 
+from gateway import client
 from gateway.config import Repository, RepositoryError, Settings, load_repository
 
 app = typer.Typer(
@@ -61,3 +63,25 @@ def _run(coro: object) -> None:
         asyncio.run(coro)  # type: ignore[arg-type]
 
 
+def gateway_call(
+    url: str,
+    method: str,
+    path: str,
+    api_key: str | None,
+    ca: Path | None,
+    doc: Any = None,
+    *,
+    timeout: float = 30,
+) -> Any:
+    """One call to a running gateway's admin or repository routes; its JSON answer, or
+    the error printed and exit 1."""
+    try:
+        with client.http_client(url, timeout=timeout, api_key=api_key, ca=ca) as http:
+            reply = http.request(method, path, json=doc)
+    except httpx.HTTPError as exc:
+        console.print(f"[red]cannot reach {url}: {exc}[/]")
+        raise typer.Exit(1) from None
+    if reply.status_code != 200:
+        console.print(f"[red]{reply.status_code}: {reply.json().get('error', reply.text)}[/]")
+        raise typer.Exit(1)
+    return reply.json()

@@ -8,12 +8,19 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import httpx
 import typer
 from rich.table import Table
 
-from gateway import client
-from gateway.cli.app import CaOpt, KeyOpt, RepoOpt, UrlOpt, _load, console, models_app
+from gateway.cli.app import (
+    CaOpt,
+    KeyOpt,
+    RepoOpt,
+    UrlOpt,
+    _load,
+    console,
+    gateway_call,
+    models_app,
+)
 from gateway.config import DEFAULT_REPOSITORY
 
 
@@ -38,20 +45,6 @@ def models_build(
     _run_builder(repository, model, force)
 
 
-def _repository_call(url: str, path: str, api_key: str | None, ca: Path | None) -> object:
-    """POST to a running gateway's repository extension; exits with its error, if any."""
-    try:
-        with client.http_client(url, timeout=300, api_key=api_key, ca=ca) as http:
-            reply = http.post(path, json={})
-    except httpx.HTTPError as exc:
-        console.print(f"[red]cannot reach {url}: {exc}[/]")
-        raise typer.Exit(1) from None
-    if reply.status_code != 200:
-        console.print(f"[red]{reply.status_code}: {reply.json().get('error', reply.text)}[/]")
-        raise typer.Exit(1)
-    return reply.json()
-
-
 @models_app.command("list")
 def models_list(
     repository: RepoOpt = DEFAULT_REPOSITORY,
@@ -64,7 +57,7 @@ def models_list(
     """The models, their variants and whether each artifact is built; with --url, the
     running gateway's repository index (loaded and ready, or why not)."""
     if url is not None:
-        index = _repository_call(url, "/v2/repository/index", api_key, tls_ca)
+        index = gateway_call(url, "POST", "/v2/repository/index", api_key, tls_ca, {})
         table = Table("model", "version", "state", "reason")
         for e in index:  # type: ignore[attr-defined]
             table.add_row(e["name"], e.get("version", ""), e["state"], e.get("reason", ""))
@@ -88,7 +81,9 @@ def models_load(
 ) -> None:
     """Load (or reload) a model in a running gateway from its folder: a changed model.yaml
     or new versions, swapped in without losing a request."""
-    _repository_call(url, f"/v2/repository/models/{name}/load", api_key, tls_ca)
+    gateway_call(
+        url, "POST", f"/v2/repository/models/{name}/load", api_key, tls_ca, {}, timeout=300
+    )
     console.print(f"model {name} loaded")
 
 
@@ -97,10 +92,10 @@ def models_unload(
     name: str, url: UrlOpt = "http://127.0.0.1:8000", api_key: KeyOpt = None, tls_ca: CaOpt = None
 ) -> None:
     """Stop serving a model in a running gateway, once its requests in flight are answered."""
-    _repository_call(url, f"/v2/repository/models/{name}/unload", api_key, tls_ca)
+    gateway_call(
+        url, "POST", f"/v2/repository/models/{name}/unload", api_key, tls_ca, {}, timeout=300
+    )
     console.print(f"model {name} unloaded")
-
-
 
 
 @models_app.command(

@@ -8,31 +8,13 @@ and `--clear-fault VARIANT` clears it.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 
-from gateway import client
-from gateway.cli.app import CaOpt, KeyOpt, UrlOpt, app, console
+from gateway.cli.app import CaOpt, KeyOpt, UrlOpt, app, console, gateway_call
 
 Many = Annotated[list[str] | None, typer.Option()]
-
-
-def _call(
-    url: str, method: str, path: str, api_key: str | None, ca: Path | None, doc: Any = None
-) -> Any:
-    try:
-        with client.http_client(url, timeout=30, api_key=api_key, ca=ca) as http:
-            reply = http.request(method, path, json=doc)
-    except httpx.HTTPError as exc:
-        console.print(f"[red]cannot reach {url}: {exc}[/]")
-        raise typer.Exit(1) from None
-    if reply.status_code != 200:
-        console.print(f"[red]{reply.status_code}: {reply.json().get('error', reply.text)}[/]")
-        raise typer.Exit(1)
-    return reply.json()
 
 
 def _fault(spec: str) -> tuple[str, dict[str, float]]:
@@ -76,12 +58,12 @@ def route(
     base = f"/admin/models/{model}"
     for spec in fault or []:
         variant, doc = _fault(spec)
-        _call(url, "PUT", f"{base}/variants/{variant}/fault", api_key, tls_ca, doc)
+        gateway_call(url, "PUT", f"{base}/variants/{variant}/fault", api_key, tls_ca, doc)
     for variant in clear_fault or []:
-        _call(url, "DELETE", f"{base}/variants/{variant}/fault", api_key, tls_ca)
+        gateway_call(url, "DELETE", f"{base}/variants/{variant}/fault", api_key, tls_ca)
     doc: dict[str, Any] | None = json.loads(json_doc) if json_doc else None
     if doc is None and policy is not None:
-        current = _call(url, "GET", f"{base}/routing", api_key, tls_ca)["routing"]
+        current = gateway_call(url, "GET", f"{base}/routing", api_key, tls_ca)["routing"]
         doc = {"policy": policy, "default": default or current["default"]}
         if weight:
             doc["weights"] = {k: float(v) for k, v in (w.split("=", 1) for w in weight)}
@@ -91,5 +73,5 @@ def route(
         }  # fmt: skip
         doc |= {key: value for key, value in options.items() if value}
     if doc is not None:
-        _call(url, "PUT", f"{base}/routing", api_key, tls_ca, doc)
-    console.print_json(data=_call(url, "GET", f"{base}/routing", api_key, tls_ca))
+        gateway_call(url, "PUT", f"{base}/routing", api_key, tls_ca, doc)
+    console.print_json(data=gateway_call(url, "GET", f"{base}/routing", api_key, tls_ca))

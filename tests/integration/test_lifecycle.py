@@ -22,7 +22,7 @@ from gateway.config import DEFAULT_REPOSITORY, Repository, load_model, load_repo
 from gateway.lifecycle import poll
 from model_repo.builders import export_jax, export_onnx
 from model_repo.builders.networks import MLP, load_network
-from tests.live import RunningStack, start_stack, wait_for
+from tests.live import LoadThreads, RunningStack, start_stack, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -45,9 +45,7 @@ VARIANTS = {
 
 
 def write_yaml(folder: Path, versions: list[int], variants: list[str]) -> None:
-    text = MODEL_YAML.format(
-        versions=versions, variants="\n".join(VARIANTS[v] for v in variants)
-    )
+    text = MODEL_YAML.format(versions=versions, variants="\n".join(VARIANTS[v] for v in variants))
     tmp = folder / "model.yaml.tmp"
     tmp.write_text(text)
     tmp.replace(folder / "model.yaml")
@@ -79,7 +77,7 @@ def stack(repo: Repository, tmp_path: Path) -> Iterator[RunningStack]:
     s.stop()
 
 
-class Loop:
+class Loop(LoadThreads):
     """Clients sending one digits sample over gRPC and HTTP until stopped; each answer
     is recorded as the version it came from (by its logits), or as a failure."""
 
@@ -118,16 +116,6 @@ class Loop:
     def count(self) -> int:
         with self.lock:
             return len(self.answers)
-
-    def __enter__(self) -> Loop:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(60)
 
     def failures(self) -> list[str]:
         return [a for _, a in self.answers if a not in ("v1", "v2")]

@@ -41,7 +41,7 @@ from gateway.protocol.pb import torchserve_pb2 as pb
 from gateway.supervisor import Supervisor
 from gateway.supervisor.torchserve import TorchServeRunner
 from gateway.tensors import InferRequest, Tensor, decode_raw
-from tests.live import LiveRunners, RunningGateway, infer, samples, start_gateway
+from tests.live import LiveRunners, LoadThreads, RunningGateway, infer, samples, start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -323,8 +323,10 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
     return time.monotonic()
 
 
-class Load:
+class Load(LoadThreads):
     """Threads sending batch-1 digits requests through the gateway, recording every answer."""
+
+    join_s = DEADLINE_S + 30
 
     def __init__(self, gw: RunningGateway, x: np.ndarray, expected: np.ndarray) -> None:
         self.gw, self.x, self.expected = gw, x, expected
@@ -371,17 +373,6 @@ class Load:
                 for _, status, sent, _ in self.results
                 if ok_after is None or (status in ("200", "OK") and sent > ok_after)
             )
-
-    def __enter__(self) -> Load:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(DEADLINE_S + 30)
-            assert not t.is_alive(), "a request never came back"
 
 
 def test_concurrent_requests_each_get_their_own_rows(own_torchserve: OwnTorchServe) -> None:

@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 
 from gateway.backends.tfserving import (
-    DTYPES,
     metadata_from_pb,
     request_to_pb,
     response_from_pb,
@@ -28,6 +27,7 @@ from gateway.backends.tfserving import (
 )
 from gateway.protocol.pb import tfserving_pb2 as pb
 from gateway.protocol.tfserving_service import pack_signature_defs, unpack_signature_defs
+from gateway.protocol.tfserving_tensors import DTYPES
 from gateway.tensors import InferRequest, RequestedOutput, Tensor
 
 pytestmark = pytest.mark.slow
