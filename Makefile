@@ -67,4 +67,4 @@ compose-up: images $(API_KEYS)
 	@echo "servegate: HTTP http://127.0.0.1:8000/v2  gRPC 127.0.0.1:8001  keys in $(API_KEYS)"
 
 compose-down:
-	$(COMPOSE) --profile monitoring down
+	$(COMPOSE) --profile '*' down
