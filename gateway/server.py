@@ -49,7 +49,8 @@ def build_dataplane(
 
     A variant's own `endpoint` (containers) wins over the endpoint of the local runner of
     its kind (`servegate up`); a variant with neither answers 503 until one exists.
-    `key_files`: runner kind -> TorchServe's key file, for a local TorchServe.
+    `key_files`: runner kind -> TorchServe's key file (a local TorchServe's, or one a
+    `servegate serve --runner-key-file` names).
     """
     key_files = key_files or {}
 

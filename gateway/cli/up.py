@@ -21,7 +21,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from gateway.cli.app import RepoOpt, _load, _logging, _run, app, console
+from gateway.cli.app import _load, _logging, _run, app, console
 from gateway.cli.models import _run_builder
 from gateway.config import (
     DEFAULT_REPOSITORY,
@@ -120,6 +120,8 @@ async def _serve(
     external: dict[str, str],
     ready_file: Path | None = None,
     poll_s: float | None = None,
+    *,
+    external_keys: dict[str, Path] | None = None,
 ) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="servegate-run-"))
     supervisor = _supervisor(settings, repo, workdir, kinds)
@@ -136,10 +138,10 @@ async def _serve(
             console.print(f"runners ready in {time.perf_counter() - t0:.1f} s")
         endpoints = {**supervisor.gateway_endpoints(), **external}
         key_files = {
-            kind: r.key_file
-            for kind, r in supervisor.runners.items()
-            if isinstance(r, TorchServeRunner)
-        }
+            **{kind: r.key_file for kind, r in supervisor.runners.items()
+               if isinstance(r, TorchServeRunner)},
+            **(external_keys or {}),
+        }  # fmt: skip
         ready: Ready
         if settings.workers > 1:
             front = Fleet(
@@ -225,11 +227,35 @@ def _with_workers(settings: Settings, workers: int | None) -> Settings:
     return settings if workers is None else settings.model_copy(update={"workers": workers})
 
 
+HostOpt = Annotated[
+    str | None, typer.Option(help="Address the gateway binds (127.0.0.1; env SERVEGATE_HOST).")
+]
+HttpPortOpt = Annotated[
+    int | None, typer.Option(help="HTTP port, 0 for any free one (8000; SERVEGATE_HTTP_PORT).")
+]
+GrpcPortOpt = Annotated[
+    int | None, typer.Option(help="gRPC port, 0 for any free one (8001; SERVEGATE_GRPC_PORT).")
+]
+ServedRepoOpt = Annotated[
+    Path | None,
+    typer.Option(help=f"Model repository folder ({DEFAULT_REPOSITORY}; SERVEGATE_REPOSITORY)."),
+]
+
+
+def _settings(
+    host: str | None, http_port: int | None, grpc_port: int | None, repository: Path | None
+) -> Settings:
+    """The SERVEGATE_* settings, with the flags that were given on top."""
+    given = {"host": host, "http_port": http_port, "grpc_port": grpc_port,
+             "repository": repository}  # fmt: skip
+    return Settings(**{k: v for k, v in given.items() if v is not None})  # type: ignore[arg-type]
+
+
 @app.command()
 def up(
-    host: Annotated[str, typer.Option(help="Address the gateway binds.")] = "127.0.0.1",
-    http_port: Annotated[int, typer.Option(help="HTTP port (0: any free one).")] = 8000,
-    grpc_port: Annotated[int, typer.Option(help="gRPC port (0: any free one).")] = 8001,
+    host: HostOpt = None,
+    http_port: HttpPortOpt = None,
+    grpc_port: GrpcPortOpt = None,
     runner: Annotated[
         list[str] | None, typer.Option(help="Start only these runners (repeatable).")
     ] = None,
@@ -259,18 +285,18 @@ def up(
         ),
     ] = None,
     workers: WorkersOpt = None,
-    repository: RepoOpt = DEFAULT_REPOSITORY,
+    repository: ServedRepoOpt = None,
 ) -> None:
     """Build what is missing, start the runners and the gateway; Ctrl-C stops them all."""
+    settings = _settings(host, http_port, grpc_port, repository)
     if build:
-        _run_builder(repository)
-    settings = Settings(host=host, http_port=http_port, grpc_port=grpc_port, repository=repository)
+        _run_builder(settings.repository)
     if runner_sockets is not None:  # the flag, when given, overrides the environment
         settings = settings.model_copy(update={"runner_sockets": runner_sockets})
     if standby:
         settings = settings.model_copy(update={"standby": ",".join(standby)})
     settings = _with_workers(settings, workers)
-    repo = _load(repository)
+    repo = _load(settings.repository)
     kinds = runner if runner else needed_runners(repo)
     _logging(settings)
     try:
@@ -289,18 +315,32 @@ def serve(
             "KIND=dns:///name:port for every address a name resolves to)."
         ),
     ],
-    host: Annotated[str, typer.Option()] = "127.0.0.1",
-    http_port: Annotated[int, typer.Option()] = 8000,
-    grpc_port: Annotated[int, typer.Option()] = 8001,
+    runner_key_file: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="KIND=PATH: the key file of a TorchServe started elsewhere with its token "
+            "authorization on (the gateway reads its inference key from it)."
+        ),
+    ] = None,
+    host: HostOpt = None,
+    http_port: HttpPortOpt = None,
+    grpc_port: GrpcPortOpt = None,
     workers: WorkersOpt = None,
-    repository: RepoOpt = DEFAULT_REPOSITORY,
+    repository: ServedRepoOpt = None,
 ) -> None:
     """The gateway alone, in front of runners started elsewhere (containers)."""
     endpoints: dict[str, str] = {}
     for item in runner_endpoint:
         kind, _, address = item.partition("=")
         endpoints[kind] = f"{endpoints[kind]},{address}" if kind in endpoints else address
-    settings = Settings(host=host, http_port=http_port, grpc_port=grpc_port, repository=repository)
-    settings = _with_workers(settings, workers)
+    keys: dict[str, Path] = {}
+    for item in runner_key_file or []:
+        kind, sep, path = item.partition("=")
+        if not sep or not path:
+            raise typer.BadParameter(
+                f"'{item}': expected KIND=PATH", param_hint="--runner-key-file"
+            )
+        keys[kind] = Path(path)
+    settings = _with_workers(_settings(host, http_port, grpc_port, repository), workers)
     _logging(settings)
-    _run(_serve(settings, _load(repository), [], endpoints))
+    _run(_serve(settings, _load(settings.repository), [], endpoints, external_keys=keys))

@@ -6,10 +6,3 @@ SERVEGATE_REQUIRE_CONTAINERS=1 (CI sets it after installing them): then it fails
 """
 
 from __future__ import annotations
-
-import pytest
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    # Until pyproject.toml's [tool.pytest.ini_options] markers list it (--strict-markers).
-    config.addinivalue_line("markers", "container: needs Docker, Compose or deployment tools")
