@@ -37,11 +37,15 @@ _TYPECODES = {f: "d" for f in _FLOATS} | {
 _EXPECTED = {"BOOL": "true or false", "BYTES": "strings"} | {f: "numbers" for f in _FLOATS}
 
 
-def decode(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.ndarray:
+def decode(
+    name: str, datatype: str, shape: tuple[int, ...], data: Any, *, bools_possible: bool = True
+) -> np.ndarray:
     """`data` as a numpy array of `shape` (a shape already checked to be valid).
 
     BadRequest, naming the tensor, when an element is not of the datatype's JSON type or
     range, the lists are ragged or nest deeper than the shape, or the count is wrong.
+    `bools_possible=False` says the JSON text holds no `true`/`false` at all, which spares
+    looking for booleans among the numbers.
     """
     if not isinstance(data, list):
         raise BadRequest(f"input '{name}': data must be a list")
@@ -61,7 +65,7 @@ def decode(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.nd
         if datatype == "BOOL":
             return np.array(leaves, dtype=np.bool_).reshape(shape)
         return as_bytes_array(np.array(leaves, dtype=object)).reshape(shape)
-    return _numbers(name, datatype, rows).reshape(shape)
+    return _numbers(name, datatype, rows, bools_possible).reshape(shape)
 
 
 def encode(t: Tensor) -> Any:
@@ -97,7 +101,9 @@ def _refused(name: str, datatype: str) -> BadRequest:
     return BadRequest(f"input '{name}': {datatype} data must be JSON {expected}")
 
 
-def _numbers(name: str, datatype: str, rows: list[list[Any]]) -> np.ndarray:
+def _numbers(
+    name: str, datatype: str, rows: list[list[Any]], bools_possible: bool = True
+) -> np.ndarray:
     """The flat array of a numeric datatype; array.array does the type and range checks."""
     code = _TYPECODES[datatype]
     values = array(code)
@@ -107,7 +113,7 @@ def _numbers(name: str, datatype: str, rows: list[list[Any]]) -> np.ndarray:
     except (TypeError, OverflowError):
         raise _refused(name, datatype) from None
     native = np.frombuffer(values, dtype=code)
-    if _hides_bools(native, rows):
+    if bools_possible and _hides_bools(native, rows):
         raise _refused(name, datatype)
     dtype = DATATYPES[datatype].dtype
     if code != "d" or datatype == "FP64":

@@ -91,7 +91,10 @@ def decode_request(
             f"Inference-Header-Content-Length {header_length} is outside the body "
             f"({len(body)} bytes)"
         )
-    doc = loads_object(body[:header_length])
+    header = body[:header_length]
+    doc = loads_object(header)
+    # No `true`/`false` anywhere in the text: no JSON boolean can hide among the numbers.
+    bools_possible = b"true" in header or b"false" in header
     raw_inputs = doc.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise BadRequest("request must have a non-empty 'inputs' list")
@@ -125,7 +128,9 @@ def decode_request(
         else:
             if "data" not in item:
                 raise BadRequest(f"input '{name}': needs 'data' or a binary_data_size parameter")
-            data = json_tensors.decode(name, datatype, shape, item["data"])
+            data = json_tensors.decode(
+                name, datatype, shape, item["data"], bools_possible=bools_possible
+            )
         inputs.append(Tensor(name, datatype, data, params))
     if offset != len(blob):
         raise BadRequest(f"body has {len(blob) - offset} bytes of binary data that no input claims")

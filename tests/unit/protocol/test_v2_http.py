@@ -315,3 +315,29 @@ def test_parameters_hold_any_unicode_and_64_bit_ints() -> None:
     assert req.inputs[0].data.tolist() == ["😀".encode()]
     assert req.parameters == {"ü": "ß", "big": 2**64 - 1, "small": -(2**63)}
     assert req.id == "🆔"
+
+
+@pytest.mark.parametrize("hidden", [True, False])
+@pytest.mark.parametrize("datatype", ["FP32", "INT32", "UINT8"])
+def test_a_boolean_among_numbers_is_refused_however_the_body_looks(
+    hidden: bool, datatype: str
+) -> None:
+    """Booleans are looked for only where the text holds `true`/`false`: every body that
+    holds one is still checked, wherever else those words appear."""
+    body = orjson.dumps(
+        {"inputs": [{"name": "x", "datatype": datatype, "shape": [1, 3], "data": [0, hidden, 1]}],
+         "parameters": {"binary_data_output": False}}
+    )  # fmt: skip
+    with pytest.raises(BadRequest, match="data must be JSON"):
+        v2_http.decode_request(body, None, model_name="m")
+
+
+def test_numbers_without_any_boolean_in_the_text_decode_as_numbers() -> None:
+    body = orjson.dumps(
+        {"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 3],
+                     "data": [0, 1, 0, 1.0, 0.0, 16]}]}
+    )  # fmt: skip
+    assert b"true" not in body and b"false" not in body
+    req = v2_http.decode_request(body, None, model_name="m")
+    np.testing.assert_array_equal(req.inputs[0].data, [[0, 1, 0], [1, 0, 16]])
+    assert req.inputs[0].data.dtype == np.float32
