@@ -195,16 +195,19 @@ class Catalog:
             if self.count_restarts:
                 self.metrics.runner_restarts.labels(status.kind).inc(status.restarts - counted)
             self._restarts[status.kind] = status.restarts
-        for served in self.variants():
-            if served.config.runner != status.kind or served.config.endpoint:
-                continue
-            served.status = status
-            moved = getattr(served.backend, "endpoint", status.endpoint) != status.endpoint
-            if up and moved and status.endpoint and self.connect is not None:
-                log.warning("variant %s: its runner moved to %s", served.key, status.endpoint)
-                served.repoint(
-                    self.connect(served.model, served.name, status.endpoint, status.key_file)
-                )
+        for model in self.models.values():
+            for name, served in model.variants.items():
+                if served.config.runner != status.kind or served.config.endpoint:
+                    continue
+                before, served.status = served.status, status
+                moved = getattr(served.backend, "endpoint", status.endpoint) != status.endpoint
+                if up and moved and status.endpoint and self.connect is not None:
+                    log.warning("variant %s: its runner moved to %s", served.key, status.endpoint)
+                    served.repoint(
+                        self.connect(served.model, served.name, status.endpoint, status.key_file)
+                    )
+                if up and (moved or before is None or before.pid != status.pid):
+                    model.router.circuits.breaker(name).reset()  # a new process: no history
 
     def baseline(self, status: RunnerStatus) -> None:
         """Takes the restarts `status` reports as counted already (by someone else)."""

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import uvloop
 from rich.console import Console
@@ -60,6 +61,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--within", type=float, default=5.0, help="Seconds to wait for recovery.")
     p.add_argument("--after", type=float, default=0.5, help="Seconds of load after recovery.")
     p.add_argument("--deadline", type=float, default=1.0, help="Seconds per request.")
+    p.add_argument(
+        "--wait-standby", type=float, default=0.0, metavar="SECONDS",
+        help="Before each kill, wait up to this long for the runner's warm standby to be "
+        "ready (/admin/runners); with SERVEGATE_STANDBY=all set for the system it starts.",
+    )  # fmt: skip
     p.add_argument("--grace", type=float, default=2.0, help="After the deadline: unanswered.")
     p.add_argument("--torchserve-kill", choices=probes.TORCHSERVE_TARGETS, default="frontend")
     p.add_argument("--out", type=Path, help="JSON (default: reports/recovery-<time>.json).")
@@ -85,6 +91,23 @@ def _restarts(system: System, kind: str) -> float:
     return probes.restart_count(text, kind) if text else 0.0
 
 
+async def _standby_ready(system: System, kind: str, within_s: float) -> bool:
+    """Whether `kind`'s warm standby is ready (polling the admin route up to `within_s`)."""
+    until = time.monotonic() + within_s
+    async with httpx.AsyncClient(base_url=system.http_url, timeout=5) as http:
+        while True:
+            try:
+                reply = await http.get("/admin/runners")
+                runners = {r["kind"]: r for r in reply.json().get("runners", [])}
+                if runners.get(kind, {}).get("standby"):
+                    return True
+            except (httpx.HTTPError, ValueError, AttributeError):
+                pass
+            if time.monotonic() >= until:
+                return False
+            await asyncio.sleep(0.5)
+
+
 async def _serving(send: GrpcSender, deadline_s: float, tries: int = 20) -> bool:
     """A few requests first: a variant that does not serve now cannot show a recovery."""
     for i in range(tries):
@@ -106,6 +129,8 @@ async def kill_one(
     try:
         if not await _serving(send, args.deadline):
             return {**row, "skipped": "the variant did not serve before the kill"}
+        if args.wait_standby:
+            row["standby_ready"] = await _standby_ready(system, kind, args.wait_standby)
         try:
             victim = probes.kill_target(kind, runner.pid, args.torchserve_kill)
         except (psutil.Error, LookupError) as exc:

@@ -127,6 +127,12 @@ class CircuitBreaker:
         ):
             self._open()
 
+    def reset(self) -> None:
+        """Closed, with no history: the variant's runner is a new process (restarted, or a
+        standby took over), so the old one's failures say nothing about it; calls still on
+        their way to the old one are not counted either."""
+        self._move(CircuitState.CLOSED)
+
     def _prune(self, now: float) -> None:
         horizon = now - self.config.window_s
         while self._window and self._window[0][0] < horizon:

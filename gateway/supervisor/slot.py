@@ -62,6 +62,7 @@ class RunnerSlot:
     spare: Runner | None = None  # the warm standby, for a kind that keeps one
     spare_ready: bool = False
     spare_task: asyncio.Task[None] | None = field(default=None, repr=False)
+    _killing: set[asyncio.Future[None]] = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
         self.deaths = DeathLog(self.keeping.policy)
@@ -86,9 +87,11 @@ class RunnerSlot:
             self.task = asyncio.create_task(self.watch(), name=f"supervise {self.name}")
         self.keep_spare()
 
-    def keep_spare(self) -> None:
+    def keep_spare(self, retire: Runner | None = None) -> None:
+        """Keeps the standby warm; `retire`, the runner it replaces, is killed first (off
+        the event loop: TorchServe's kill waits for its processes to go)."""
         if self.spare is not None and self.spare_task is None:
-            self.spare_task = asyncio.create_task(self._spare(), name=f"standby {self.name}")
+            self.spare_task = asyncio.create_task(self._spare(retire), name=f"standby {self.name}")
 
     def cancel_spare(self) -> None:
         if self.spare_task is not None:
@@ -113,8 +116,7 @@ class RunnerSlot:
                 if misses < probing.failures:
                     continue
                 reason = f"no answer to {misses} health probes (hung)"
-                runner.kill()
-            misses = 0
+            misses = 0  # a hung runner is killed by take_over's retire, or by revive
             if not self.take_over(reason):
                 await self.revive(reason)
 
@@ -131,23 +133,30 @@ class RunnerSlot:
             self.name, dead.pid, reason, deaths, self.keeping.policy.crash_loop_window_s,
             spare.pid, dead.log_tail(15),
         )  # fmt: skip
-        dead.kill()
         self.cancel_spare()
         self.runner, self.spare = spare, dead
         self.kill_reason = ""
         self.restarts += 1
-        self.set(RunnerState.READY)
+        self.set(RunnerState.READY)  # serving from the standby now; the dead one goes next
         if self.deaths.crash_loop:
             log.error("runner %s is crash-looping: its standby is not restarted", self.name)
             self.spare = None
+            self._kill_later(dead)
         else:
-            self.keep_spare()
+            self.keep_spare(retire=dead)
         return True
 
-    async def _spare(self) -> None:
+    def _kill_later(self, runner: Runner) -> None:
+        task = asyncio.ensure_future(asyncio.to_thread(runner.kill))
+        self._killing.add(task)
+        task.add_done_callback(self._killing.discard)
+
+    async def _spare(self, retire: Runner | None = None) -> None:
         """Starts the standby and keeps it alive (and warm) until it is needed."""
         spare, keeping = self.spare, self.keeping
         assert spare is not None
+        if retire is not None:
+            await asyncio.to_thread(retire.kill)
         deaths = DeathLog(keeping.policy)
         while True:
             await asyncio.sleep(keeping.policy.delay(len(deaths.times), keeping.rng))
@@ -183,7 +192,9 @@ class RunnerSlot:
                 self.name, runner.pid, reason, deaths, policy.crash_loop_window_s,
                 runner.log_tail(15),
             )  # fmt: skip
-            runner.kill()  # whatever is left of it (a guard's children, a stopped process)
+            # Whatever is left of it (a guard's children, a hung or stopped process), off the
+            # event loop: TorchServe's kill waits for its processes to go.
+            await asyncio.to_thread(runner.kill)
             if self.deaths.crash_loop:
                 why = (
                     f"crash loop: {deaths} deaths in {policy.crash_loop_window_s:.0f} s; "

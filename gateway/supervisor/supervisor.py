@@ -170,7 +170,9 @@ class Supervisor:
             return
         log.error("runner %s: %s; killing it to restart", kind, reason)
         slot.kill_reason = reason
-        slot.runner.kill()
+        # Off the event loop (TorchServe's kill waits for its processes); its watcher sees
+        # the exit and restarts it, or its standby takes over.
+        asyncio.get_running_loop().run_in_executor(None, slot.runner.kill)
 
     def _emit(self, slot: RunnerSlot) -> None:
         status = slot.status()

@@ -221,9 +221,7 @@ class TorchServeRunner(ChildProcess):
                     workers = [w for d in reply.json() for w in d.get("workers", [])]
                 except (httpx.HTTPError, ValueError, TypeError, AttributeError):
                     return False
-                if reply.status_code != 200 or not any(
-                    w.get("status") == "READY" for w in workers
-                ):
+                if reply.status_code != 200 or not any(w.get("status") == "READY" for w in workers):
                     return False
         if time.monotonic() - self._scanned >= SCAN_S:
             self._remember_processes()

@@ -174,3 +174,18 @@ def test_circuits_hold_one_breaker_per_variant() -> None:
     assert circuits.states() == {"a": OPEN}
     assert circuits.breaker("b").state is CLOSED
     assert seen == [("a", "OPEN")]
+
+
+def test_reset_closes_at_once_and_forgets_the_old_processs_calls() -> None:
+    b, _, changes = breaker(consecutive_failures=2)
+    in_flight = b.acquire()  # sent to the old process before it died
+    assert in_flight is not None
+    outcome(b, ok=False)
+    outcome(b, ok=False)
+    assert b.state is OPEN
+    b.reset()  # the runner is a new process now
+    assert b.state is CLOSED and b.can_pass()
+    b.record(in_flight, ok=False, failed=True)  # its failure arrives late: not counted
+    outcome(b, ok=False)
+    assert b.state is CLOSED  # one failure of the new process, not a streak of two
+    assert changes == [("CLOSED", "OPEN"), ("OPEN", "CLOSED")]
