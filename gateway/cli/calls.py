@@ -76,5 +76,3 @@ def infer(
                 + (f" (label {label})" if label is not None else "")
             )
     console.print(f"variant: {response.parameters.get('variant', '?')}, {elapsed:.1f} ms")
-
-

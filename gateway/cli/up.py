@@ -7,22 +7,18 @@ lifecycle and, on request, a poll of the repository folder.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
-from rich.table import Table
 
 from gateway.cli.app import _load, _logging, _run, app, console
 from gateway.cli.models import _run_builder
+from gateway.cli.ready import Ready, example, variant_table, write_ready_file
 from gateway.config import (
     DEFAULT_REPOSITORY,
     Repository,
@@ -31,63 +27,10 @@ from gateway.config import (
 from gateway.fleet.primary import Fleet
 from gateway.lifecycle import Lifecycle
 from gateway.lifecycle import poll as poll_repository
-from gateway.protocol.framed import socket_path
 from gateway.server import Gateway, build_dataplane
 from gateway.supervisor import Probing, RunnerFailed, Supervisor, needed_runners
 from gateway.supervisor.restarts import RestartPolicy
 from gateway.supervisor.torchserve import TorchServeRunner
-
-Ready = Callable[[str, str], Awaitable[bool]]
-
-
-async def _variant_table(
-    repo: Repository, supervisor: Supervisor, ready: Ready, endpoints: dict[str, str]
-) -> Table:
-    """Every model's variants: which runner serves each, where, how the gateway reaches it,
-    and whether it is ready."""
-    table = Table("model", "variant", "runner", "endpoint", "hop", "pid", "start", "state")
-    table.columns[3].no_wrap = True
-    for name, model in repo.items():
-        for vname, v in model.variants.items():
-            proc = supervisor.runners.get(v.runner)
-            up = await ready(name, vname)
-            used = v.endpoint or endpoints.get(v.runner, "")
-            table.add_row(
-                name,
-                vname + (" (default)" if vname == model.routing.default else ""),
-                proc.description if proc else v.runner,
-                v.endpoint or (proc.endpoint if proc else "not started"),
-                "framed unix socket" if socket_path(used) else "gRPC",
-                str(proc.pid) if proc else "-",
-                f"{proc.ready_after_s:.1f} s" if proc else "-",
-                "[green]READY[/]" if up else "[red]UNAVAILABLE[/]",
-            )
-    return table
-
-
-def _example(repo: Repository, settings: Settings, http_port: int) -> str:
-    name = next(iter(repo))
-    spec = repo[name].signature.inputs[0]
-    samples = repo.version_folder(name) / "samples.npz"
-    if samples.exists():
-        with np.load(samples) as f:
-            row = f["inputs"][:1]
-    else:
-        row = np.zeros([1 if d == -1 else d for d in spec.shape], dtype=np.float32)
-    doc = {
-        "inputs": [
-            {
-                "name": spec.name,
-                "datatype": spec.datatype,
-                "shape": list(row.shape),
-                "data": row.reshape(-1).tolist(),
-            }
-        ]
-    }
-    return (
-        f"curl -s http://{settings.host}:{http_port}/v2/models/{name}/infer "
-        f"-H 'Content-Type: application/json' -d '{json.dumps(doc)}'"
-    )
 
 
 def _supervisor(
@@ -162,16 +105,16 @@ async def _serve(
             supervisor.serve(front.dataplane)
             ready = front.dataplane.variant_ready
         http, grpc_port = front.http_port, front.grpc_port
-        console.print(await _variant_table(repo, supervisor, ready, endpoints))
+        console.print(await variant_table(repo, supervisor, ready, endpoints))
         workers = f"  {settings.workers} workers" if settings.workers > 1 else ""
         console.print(
             f"[bold green]servegate ready[/]  HTTP http://{settings.host}:{http}/v2  "
             f"gRPC {settings.host}:{grpc_port}  docs http://{settings.host}:{http}/docs{workers}"
         )
-        console.print("try:\n  " + _example(repo, settings, http), soft_wrap=True)
+        console.print("try:\n  " + example(repo, settings, http), soft_wrap=True)
         console.print("Ctrl-C stops the gateway and every runner.")
         if ready_file is not None:
-            _write_ready_file(ready_file, front, supervisor, endpoints)
+            write_ready_file(ready_file, front, supervisor, endpoints)
         watcher = asyncio.create_task(poll_repository(lifecycle, poll_s)) if poll_s else None
         await stop.wait()
         if watcher is not None:
@@ -182,34 +125,6 @@ async def _serve(
             await front.stop()
         await supervisor.aclose()
         shutil.rmtree(workdir, ignore_errors=True)  # logs, sockets, port files, caches
-
-
-def _write_ready_file(
-    path: Path, front: Gateway | Fleet, supervisor: Supervisor, endpoints: dict[str, str]
-) -> None:
-    """What scripts and tests need to find a `servegate up` started on port 0. A runner's
-    `endpoint` is its gRPC address; `gateway_endpoint` is where the gateway forwards;
-    `worker_pids`, a fleet's workers (`gateway_pid` is then its primary)."""
-    doc = {
-        "gateway_pid": os.getpid(),
-        "worker_pids": front.worker_pids if isinstance(front, Fleet) else [],
-        "http_port": front.http_port,
-        "grpc_port": front.grpc_port,
-        "runners": {
-            k: {
-                "endpoint": r.endpoint,
-                "socket": str(r.socket_path) if r.socket_path else None,
-                "gateway_endpoint": endpoints.get(k, r.endpoint),
-                "pid": r.pid,
-                "ready_after_s": r.ready_after_s,
-                "description": r.description,
-            }
-            for k, r in supervisor.runners.items()
-        },
-    }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc))
-    tmp.replace(path)
 
 
 WorkersOpt = Annotated[
