@@ -43,6 +43,7 @@ from loadtests import (
     report,
 )
 from loadtests.cellrun import CellSettings, run_cell
+from loadtests.options import ints, names
 from loadtests.resources import Nvml
 from loadtests.results import SCHEMA
 from loadtests.routing import main as routing_main
@@ -50,14 +51,6 @@ from loadtests.system import LocalSystem, RunnerInfo, System, read_ready_file
 from loadtests.wire import PROTOCOLS
 
 console = Console()
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in text.split(",") if x.strip())
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -75,11 +68,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "\n  servegate bench hotpath ...   the gateway's own CPU per request (--help)",
     )
     p.add_argument("--quick", action="store_true", help="A few seconds a cell, digits only.")
-    p.add_argument("--models", type=_names, help="Comma-separated models (default: preset's).")
-    p.add_argument("--variants", type=_names, help="Comma-separated variants (default: all).")
-    p.add_argument("--protocols", type=_names, default=PROTOCOLS, help="Gateway protocols.")
-    p.add_argument("--concurrency", type=_ints, help="Comma-separated user counts.")
-    p.add_argument("--batch-sizes", type=_ints, help="Comma-separated rows per request.")
+    p.add_argument("--models", type=names, help="Comma-separated models (default: preset's).")
+    p.add_argument("--variants", type=names, help="Comma-separated variants (default: all).")
+    p.add_argument("--protocols", type=names, default=PROTOCOLS, help="Gateway protocols.")
+    p.add_argument("--concurrency", type=ints, help="Comma-separated user counts.")
+    p.add_argument("--batch-sizes", type=ints, help="Comma-separated rows per request.")
     p.add_argument("--duration", type=float, help="Measured seconds per cell.")
     p.add_argument("--warmup", type=float, help="Unmeasured seconds before each cell.")
     p.add_argument("--no-direct", action="store_true", help="Skip direct-to-runner cells.")

@@ -41,27 +41,16 @@ from typing import Any
 
 import psutil
 import uvloop
-from rich.console import Console
 
 from gateway.config import DEFAULT_REPOSITORY, load_repository
-from loadtests import arrivals, loadgen, machine, refuser, target, workload
+from loadtests import arrivals, loadgen, machine, options, refuser, target, workload
 from loadtests.openloop_report import goals, table
 from loadtests.resources import Groups, Sampler
 from loadtests.senders import PROTOCOLS, Sender, make_sender
 from loadtests.system import System
 
 SCHEMA = "servegate-openloop/1"
-console = Console()
-if not console.is_terminal:  # logs and pipes: one table row per line
-    console.width = 200
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    return tuple(float(x) for x in text.split(",") if x.strip())
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in text.split(",") if x.strip())
+console = options.console(200)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -73,14 +62,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--variant", help="Variant to pin (default: the model's default).")
     p.add_argument("--protocol", choices=PROTOCOLS, default="grpc")
     p.add_argument("--batch", type=int, default=1, help="Rows per request.")
-    p.add_argument("--multipliers", type=_floats, default=(1.0, 2.0, 4.0))
+    p.add_argument("--multipliers", type=options.floats, default=(1.0, 2.0, 4.0))
     p.add_argument("--duration", type=float, default=5.0, help="Seconds of arrivals per rate.")
     p.add_argument("--deadline", type=float, default=2.0, help="Seconds per request.")
     p.add_argument("--grace", type=float, default=2.0, help="After the deadline: unanswered.")
     p.add_argument("--max-inflight", type=int, default=loadgen.DEFAULT_MAX_INFLIGHT)
     p.add_argument("--capacity", type=float, help="Requests/s; skips measuring it.")
     p.add_argument(
-        "--capacity-concurrency", type=_ints, default=(16, 32, 64, 128),
+        "--capacity-concurrency", type=options.ints, default=(16, 32, 64, 128),
         help="Closed-loop concurrencies (deeper queues make bigger batches).",
     )  # fmt: skip
     p.add_argument("--capacity-seconds", type=float, default=2.0, help="Per concurrency.")

@@ -35,18 +35,15 @@ from typing import Any
 import httpx
 import psutil
 import uvloop
-from rich.console import Console
 
 from gateway.config import DEFAULT_REPOSITORY, Repository, load_repository
-from loadtests import arrivals, loadgen, machine, probes, recovery_report, target, workload
+from loadtests import arrivals, loadgen, machine, options, probes, recovery_report, target, workload
 from loadtests.senders import GrpcSender
 from loadtests.system import System
 
 SCHEMA = "servegate-recovery/1"
 KIND_ORDER = ("onnx", "jax", "tfserving", "torchserve")
-console = Console()
-if not console.is_terminal:
-    console.width = 160
+console = options.console(160)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -30,11 +30,10 @@ from typing import Any
 
 import psutil
 import uvloop
-from rich.console import Console
 from rich.table import Table
 
 from gateway.config import DEFAULT_REPOSITORY, ModelConfig, load_repository
-from loadtests import arrivals, loadgen, machine, page, report, target, workload
+from loadtests import arrivals, loadgen, machine, options, page, report, target, workload
 from loadtests.arrivals import CLIENT_ERROR_PREFIX
 from loadtests.resources import Sampler
 from loadtests.results import SCHEMA, cpu_per_request
@@ -45,14 +44,8 @@ from loadtests.routing_sender import VariantGrpcSender
 from loadtests.routing_specs import DEFAULT_POLICIES, Arm, baseline, parse_arms, parse_fault
 from loadtests.system import System
 
-console = Console()
-if not console.is_terminal:
-    console.width = 240
+console = options.console(240)
 SETTLE_S = 2.0  # at most this long for shadow copies still in flight after a cell
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in text.split(",") if x.strip())
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -71,7 +64,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--fault", action="append", default=[], metavar="VARIANT:key=value,...",
         help="e.g. onnx:delay_ms=50,delay_percent=10 (repeatable; default: none).",
     )  # fmt: skip
-    p.add_argument("--concurrency", type=_ints, default=(1, 16), help="c=1 is sequential.")
+    p.add_argument("--concurrency", type=options.ints, default=(1, 16), help="c=1 is sequential.")
     p.add_argument("--duration", type=float, default=5.0, help="Measured seconds per cell.")
     p.add_argument("--warmup", type=float, default=1.0, help="Unmeasured seconds per cell.")
     p.add_argument("--rounds", type=int, default=2, help="Times each cell runs, interleaved.")
