@@ -24,7 +24,7 @@ import time
 
 import psutil
 
-from runners.lifetime import die_with_parent
+from runners.lifetime import PARENT_ENV, die_with_parent
 
 POLL_S = 0.1
 SCAN_S = 1.0  # a scan of /proc for descendants costs ~1 ms; the child's exit is cheap to see
@@ -71,7 +71,10 @@ def run(argv: list[str], grace: float) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    child = subprocess.Popen(argv, start_new_session=True)
+    # The guard is the child's parent now: a runner of ours under it (TF Serving's stand-in)
+    # checks SERVEGATE_PARENT_PID against its parent and would exit at once on the gateway's.
+    env = {**os.environ, PARENT_ENV: str(os.getpid())}
+    child = subprocess.Popen(argv, start_new_session=True, env=env)
     seen: dict[int, psutil.Process] = {}
     scanned = 0.0
     while not stop and child.poll() is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -45,3 +46,17 @@ def test_sigterm_ends_the_launcher_and_every_descendant() -> None:
         if guard.poll() is None:
             guard.kill()
             guard.wait()
+
+
+def test_the_guarded_command_is_told_the_guard_is_its_parent() -> None:
+    """A runner of ours under the guard arms its parent-death signal for the guard's pid; told
+    the gateway's, it would find a different parent and exit at once."""
+    report = "import os; print(os.environ['SERVEGATE_PARENT_PID'], os.getppid())"
+    out = subprocess.run(
+        [sys.executable, "-m", "runners.guard", "--", sys.executable, "-c", report],
+        env={**os.environ, "SERVEGATE_PARENT_PID": str(os.getpid())},
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    told, parent = out.stdout.split()
+    assert told == parent
+    assert int(told) != os.getpid()
