@@ -213,13 +213,15 @@ def run_matrix(
     with Live(Group(progress, recent_table([])), console=console, refresh_per_second=4) as live:
         for cell in cells:
             progress.update(current, description=cell.id, completed=0.0)
+            key_file = None
             if cell.target == "gateway":
                 endpoint = system.grpc_address
             else:
                 endpoint = system.direct_endpoint(repo, cell.model, cell.variant) or ""
+                key_file = system.key_file(repo, cell.model, cell.variant)
             result = run_cell(
                 cell, system, endpoint, out, settings, nvml=nvml,
-                on_tick=lambda f: progress.update(current, completed=f),
+                on_tick=lambda f: progress.update(current, completed=f), key_file=key_file,
             )  # fmt: skip
             doc["cells"].append(result)
             report.write_json(out / "results.json", doc)

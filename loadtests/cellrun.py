@@ -40,9 +40,15 @@ class CellSettings:
 
 
 def locust_argv(
-    cell: Cell, system: System, endpoint: str, prefix: Path, s: CellSettings
+    cell: Cell,
+    system: System,
+    endpoint: str,
+    prefix: Path,
+    s: CellSettings,
+    key_file: str | None = None,
 ) -> list[str]:
-    """The Locust command line for one cell (`endpoint`: gateway gRPC or the runner's)."""
+    """The Locust command line for one cell (`endpoint`: gateway gRPC or the runner's;
+    `key_file`: TorchServe's keys, for a cell that calls it directly)."""
     run_time = math.ceil(s.warmup_s + s.duration_s) + STARTUP_SLACK_S
     return [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE),
@@ -54,6 +60,7 @@ def locust_argv(
         "--batch-size", str(cell.batch_size), "--target", cell.target, "--wire", cell.wire,
         "--repository", str(s.repository), "--request-timeout", str(s.request_timeout_s),
         "--warmup-s", str(s.warmup_s), "--summary-file", f"{prefix}_summary.json",
+        *(["--key-file", key_file] if key_file else []),
     ]  # fmt: skip
 
 
@@ -66,6 +73,7 @@ def run_cell(
     *,
     nvml: Nvml | None = None,
     on_tick: Callable[[float], None] | None = None,
+    key_file: str | None = None,
 ) -> dict[str, Any]:
     """Runs one cell; returns its results.json entry. `on_tick(fraction)` reports progress."""
     folder = out / "locust"
@@ -75,7 +83,7 @@ def run_cell(
     marker = Path(f"{summary}.measuring")
     for stale in (summary, marker):
         stale.unlink(missing_ok=True)
-    argv = locust_argv(cell, system, endpoint, prefix, settings)
+    argv = locust_argv(cell, system, endpoint, prefix, settings, key_file)
     run_time = math.ceil(settings.warmup_s + settings.duration_s) + STARTUP_SLACK_S
     groups = system.processes()
     sampler: Sampler | None = None

@@ -17,6 +17,7 @@ from grpc.experimental import gevent as grpc_gevent
 
 grpc_gevent.init_gevent()
 
+import dataclasses
 import logging
 import math
 from pathlib import Path
@@ -27,6 +28,7 @@ import gevent
 from locust import events, stats
 from locust.env import Environment
 
+from gateway.backends.torchserve_keys import TorchServeKeys
 from gateway.config import DEFAULT_REPOSITORY, load_repository
 from loadtests import wire, workload
 from loadtests.latency import Recorder
@@ -74,6 +76,7 @@ def _options(parser: Any) -> None:
     opt("--target", default="gateway", choices=("gateway", "direct"), help="Who answers.")
     opt("--wire", default="v2", choices=wire.WIRES, help="gRPC API of a direct runner.")
     opt("--grpc-address", default="", help="HOST:PORT for gRPC (default: --host's host:8001).")
+    opt("--key-file", default="", help="TorchServe's key_file.json, for direct calls to it.")
     opt("--inputs", default="", help=".npz with `inputs` (and `labels`); default: samples.")
     opt("--input-name", default="", help="Input tensor name, for models not in --repository.")
     opt("--repository", default=str(DEFAULT_REPOSITORY), help="Model repository folder.")
@@ -103,7 +106,7 @@ def _plan(opts: Any, host: str | None) -> Plan:
     )
     direct = opts.target == "direct"
     model_ref = opts.model if direct or not opts.variant else f"{opts.model}@{opts.variant}"
-    return make_plan(
+    plan = make_plan(
         protocol=opts.protocol,
         wire_name=opts.wire if direct else "v2",
         model_ref=model_ref,
@@ -111,11 +114,15 @@ def _plan(opts: Any, host: str | None) -> Plan:
         grpc_address=_grpc_address(opts, host),
         timeout_s=opts.request_timeout,
     )
+    if direct and opts.key_file:  # TorchServe with token authorization on
+        metadata = TorchServeKeys(Path(opts.key_file)).metadata("inference")
+        plan = dataclasses.replace(plan, grpc_metadata=metadata)
+    return plan
 
 
 _OPTION_NAMES = (
     "model", "variant", "protocol", "batch_size", "target", "wire", "grpc_address", "inputs",
-    "input_name", "repository", "no_class_check", "request_timeout",
+    "input_name", "repository", "no_class_check", "request_timeout", "key_file",
 )  # fmt: skip
 
 

@@ -36,6 +36,7 @@ class RunnerInfo:
     pid: int | None = None
     ready_after_s: float | None = None
     description: str = ""
+    key_file: str | None = None  # TorchServe's token-authorization keys (direct calls need one)
 
 
 @dataclass
@@ -55,6 +56,13 @@ class System:
             return config.endpoint
         runner = self.runners.get(config.runner)
         return runner.endpoint if runner else None
+
+    def key_file(self, repository: Repository, model: str, variant: str) -> str | None:
+        """The key file of the local runner serving `model@variant` (TorchServe's token
+        authorization), if it has one."""
+        config = repository[model].variants[variant]
+        runner = None if config.endpoint else self.runners.get(config.runner)
+        return runner.key_file if runner else None
 
     def processes(self) -> dict[str, list[psutil.Process]]:
         """label -> live processes: the gateway, each runner and its children (TorchServe's
@@ -102,6 +110,7 @@ def read_ready_file(path: Path, host: str = "127.0.0.1") -> System:
             r.get("pid"),
             r.get("ready_after_s"),
             str(r.get("description", "")),
+            r.get("key_file"),
         )
         for kind, r in doc.get("runners", {}).items()
     }

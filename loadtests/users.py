@@ -42,6 +42,7 @@ class Plan:
     timeout_s: float
     http_bodies: tuple[wire.HttpBody, ...] = field(default=())
     grpc_bodies: tuple[bytes, ...] = field(default=())
+    grpc_metadata: tuple[tuple[str, str], ...] | None = None  # e.g. TorchServe's token
 
 
 def make_plan(
@@ -176,7 +177,7 @@ class GrpcUser(User):
         reply = b""
         start = time.perf_counter()
         try:
-            reply = self._call(body, timeout=self.plan.timeout_s)
+            reply = self._call(body, timeout=self.plan.timeout_s, metadata=self.plan.grpc_metadata)
         except grpc.RpcError as exc:
             exception = _RpcFailure(exc)
         elapsed_ms = (time.perf_counter() - start) * 1000.0

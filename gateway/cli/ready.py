@@ -89,6 +89,7 @@ def write_ready_file(
                 "pid": r.pid,
                 "ready_after_s": r.ready_after_s,
                 "description": r.description,
+                "key_file": str(r.key_file) if r.key_file else None,
             }
             for k, r in supervisor.runners.items()
         },

@@ -86,10 +86,13 @@ def test_a_runner_stopped_mid_bench_fails_its_cells_not_the_bench(tmp_path: Path
     log = tmp_path / "bench.log"
     with open(log, "wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "loadtests.bench", "--variants", "onnx,jax",
-             "--protocols", "grpc", "--concurrency", "1", "--duration", "2", "--warmup", "0",
-             "--no-build", "--out", str(out)],
+            [sys.executable, "-m", "loadtests.bench", "--models", "digits",
+             "--variants", "onnx,jax", "--protocols", "grpc", "--concurrency", "1",
+             "--duration", "2", "--warmup", "0", "--no-build", "--out", str(out)],
             stdout=sink, stderr=subprocess.STDOUT,
+            # One death is a crash loop: the killed runner stays down (FAILED) instead of
+            # being healed, so its cells must fail while the bench goes on.
+            env={**os.environ, "SERVEGATE_CRASH_LOOP_DEATHS": "1"},
         )  # fmt: skip
         try:
             _wait_for(out / "system" / "ready.json", proc, 180)
