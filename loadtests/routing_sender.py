@@ -11,19 +11,16 @@ from __future__ import annotations
 
 from collections import Counter
 
-import grpc
-
 from gateway.protocol import v2_grpc
 from gateway.protocol.pb import v2_pb2
-from loadtests import wire
 from loadtests.arrivals import WRONG_ANSWER
-from loadtests.senders import MAX_MESSAGE_BYTES, Examples
+from loadtests.senders import GrpcSender
 from loadtests.workload import Workload
 
 UNNAMED = "(none)"  # an answer without parameters.variant
 
 
-class VariantGrpcSender:
+class VariantGrpcSender(GrpcSender):
     """v2 ModelInfer over one grpc.aio channel, counting answers by serving variant."""
 
     def __init__(
@@ -35,21 +32,7 @@ class VariantGrpcSender:
         check_every: int = 50,
         api_key: str | None = None,
     ) -> None:
-        self.workload = workload
-        self.bodies = tuple(
-            wire.v2_grpc_body(model_ref, workload.input_name, b) for b in workload.batches
-        )
-        self.check_every = max(0, check_every)
-        self.metadata = (("authorization", f"Bearer {api_key}"),) if api_key else None
-        self.examples = Examples()
-        self.channel = grpc.aio.insecure_channel(
-            address,
-            options=[
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ],
-        )
-        self._call = self.channel.unary_unary(wire.V2_INFER_PATH)
+        super().__init__(address, model_ref, workload, check_every=check_every, api_key=api_key)
         self.reset()
 
     def reset(self) -> None:
@@ -60,12 +43,9 @@ class VariantGrpcSender:
 
     async def __call__(self, index: int, timeout_s: float) -> str:
         k = index % len(self.bodies)
-        try:
-            reply = await self._call(self.bodies[k], timeout=timeout_s, metadata=self.metadata)
-        except grpc.aio.AioRpcError as exc:
-            code = exc.code().name
-            self.examples.note(code, exc.details() or "")
-            return code
+        reply = await self.send(k, timeout_s)
+        if isinstance(reply, str):
+            return reply
         msg = v2_pb2.ModelInferResponse.FromString(reply)
         params = msg.parameters
         self.served[params["variant"].string_param if "variant" in params else UNNAMED] += 1
@@ -80,6 +60,3 @@ class VariantGrpcSender:
                 self.examples.note(WRONG_ANSWER, problem)
                 return WRONG_ANSWER
         return "OK"
-
-    async def close(self) -> None:
-        await self.channel.close()

@@ -45,13 +45,20 @@ class GrpcSender:
     """v2 ModelInfer over one grpc.aio channel (HTTP/2 multiplexes every request on it)."""
 
     def __init__(
-        self, address: str, model_ref: str, workload: Workload, *, check_every: int = 100
+        self,
+        address: str,
+        model_ref: str,
+        workload: Workload,
+        *,
+        check_every: int = 100,
+        api_key: str | None = None,
     ) -> None:
         self.workload = workload
         self.bodies = tuple(
             wire.v2_grpc_body(model_ref, workload.input_name, b) for b in workload.batches
         )
         self.check_every = max(0, check_every)
+        self.metadata = (("authorization", f"Bearer {api_key}"),) if api_key else None
         self.examples = Examples()
         self.channel = grpc.aio.insecure_channel(
             address,
@@ -63,14 +70,20 @@ class GrpcSender:
         # no (de)serializers: the pre-encoded bytes go out as they are
         self._call = self.channel.unary_unary(wire.V2_INFER_PATH)
 
-    async def __call__(self, index: int, timeout_s: float) -> str:
-        k = index % len(self.bodies)
+    async def send(self, k: int, timeout_s: float) -> bytes | str:
+        """Body `k` sent; the answer's bytes, or the gRPC status name it failed with."""
         try:
-            reply = await self._call(self.bodies[k], timeout=timeout_s)
+            return await self._call(self.bodies[k], timeout=timeout_s, metadata=self.metadata)
         except grpc.aio.AioRpcError as exc:
             code = exc.code().name
             self.examples.note(code, exc.details() or "")
             return code
+
+    async def __call__(self, index: int, timeout_s: float) -> str:
+        k = index % len(self.bodies)
+        reply = await self.send(k, timeout_s)
+        if isinstance(reply, str):
+            return reply
         if _checked(index, self.check_every) and self.workload.check(k, wire.decode_v2_grpc(reply)):
             return WRONG_ANSWER
         return "OK"
