@@ -3,6 +3,7 @@ ports, agreeing on every change, restarted when killed, stopped by Ctrl-C."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -49,7 +50,13 @@ def _all_served(url: str) -> bool:
 
 
 def _workers(up: ServegateUp) -> list[psutil.Process]:
-    return [p for p in up.descendants() if "gateway.fleet.worker" in " ".join(p.cmdline())]
+    """The live worker processes; a killed one is a zombie until the primary reaps it."""
+    found = []
+    for p in up.descendants():
+        with contextlib.suppress(psutil.Error):
+            if "gateway.fleet.worker" in " ".join(p.cmdline()):
+                found.append(p)
+    return found
 
 
 def _served_requests(up: ServegateUp) -> float:
