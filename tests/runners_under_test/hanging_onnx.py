@@ -1,5 +1,6 @@
 """`python -m tests.runners_under_test.hanging_onnx`: our real onnx runner, except that its
-model call never returns for a poisoned input (NaN as the first value).
+model call never returns for a poisoned input (a NaN anywhere in the batch: the gateway
+may stack the poisoned request behind others).
 
 This is the "model handler that never returns" of the resilience tests: the process lives,
 its event loop and health service answer, only inference hangs. Everything else is the
@@ -25,7 +26,7 @@ class HangingEngine(OnnxEngine):
 
         def hanging(inputs: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
             first = next(iter(inputs.values()))
-            if first.size and np.isnan(first.reshape(-1)[0]):
+            if np.isnan(first).any():
                 threading.Event().wait()  # forever
             return predict(inputs)
 
