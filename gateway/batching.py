@@ -4,7 +4,11 @@ Policy (measured in ../shared/notes/PEERS.md): requests that can share a call (e
 `batch_key`) form a lane, and each lane has one batch in flight; a request that finds its
 lane idle is sent at once, so a lone client pays no window; requests that arrive while
 the lane's batch is in flight wait, and all of them (up to `max_batch_size` rows) go
-together when it returns. Lanes never wait on each other: requests that cannot be stacked
+together when it returns. Under load a batch also waits (up to `adaptive_delay_ms`) for
+as many requests as recent batches had: a gateway busy on one core hands requests to the
+batcher one at a time, so without it most calls would carry one or two rows, and each
+call costs CPU in the gateway and the runner. Recent batches of one (a lone client) mean
+no wait at all. Lanes never wait on each other: requests that cannot be stacked
 (other shapes, other runner parameters) do not serialize behind one another. A batch is
 sent with the latest of its members' deadlines, so a member with a short deadline fails
 alone (504 at its own deadline), never the members batched with it. A full queue refuses
@@ -58,6 +62,12 @@ class Pending:
     key: Hashable
     future: asyncio.Future[InferResponse] = field(repr=False)
     queued_at: float = 0.0
+
+
+def expected_company(members: float) -> int:
+    """How many requests a batch waits for, from the recent mean of requests per batch:
+    none beyond itself until that mean reaches 1.5."""
+    return max(1, int(members + 0.5))
 
 
 def take_batch(
@@ -163,6 +173,7 @@ class Batcher:
         self._observe = observe
         self._lanes: dict[Hashable, _Lane] = {}
         self._batch_seconds = 0.0  # EWMA of one runner call, for the retry hint
+        self._members = 1.0  # EWMA of requests per batch: the company a batch can expect
         self._closed = False
 
     @property
@@ -223,6 +234,8 @@ class Batcher:
         while lane.queue:
             if self.cfg.max_delay_ms > 0:
                 await self._gather_company(lane)
+            elif self.cfg.adaptive_delay_ms > 0:
+                await self._await_usual_company(lane)
             batch, expired = take_batch(lane.queue, self._clock(), self.cfg.max_batch_size)
             for p in expired:
                 if not p.future.done():
@@ -230,8 +243,41 @@ class Batcher:
                         DeadlineExceeded(f"variant '{self.name}': deadline passed in the queue")
                     )
             if batch:
+                self._members += 0.2 * (len(batch) - self._members)
                 await self._flush(batch)
         del self._lanes[key]
+
+    async def _await_usual_company(self, lane: _Lane) -> None:
+        """Waits until the lane holds as many requests as batches lately had (or a full
+        batch), up to adaptive_delay_ms and never more than half the time the earliest
+        member has left after a call."""
+        expect = expected_company(self._members)
+        if len(lane.queue) >= expect:
+            return
+        left = min(p.deadline for p in lane.queue) - self._clock() - self._batch_seconds
+        wait = min(self.cfg.adaptive_delay_ms / 1000, left / 2)
+        if wait <= 0:
+            return
+        # A flag, not a clock comparison: the loop's timers may fire a little before the
+        # clock says the time is up, and a wait resumed then would sleep with no timer.
+        over = False
+
+        def time_up() -> None:
+            nonlocal over
+            over = True
+            lane.wakeup.set()
+
+        timer = asyncio.get_running_loop().call_later(wait, time_up)
+        try:
+            while (
+                not over
+                and len(lane.queue) < expect
+                and sum(p.rows for p in lane.queue) < self.cfg.max_batch_size
+            ):
+                lane.wakeup.clear()
+                await lane.wakeup.wait()
+        finally:
+            timer.cancel()
 
     async def _gather_company(self, lane: _Lane) -> None:
         """Waits up to max_delay_ms for the lane to fill to a full batch."""

@@ -203,6 +203,10 @@ class BatchingConfig(_Frozen):
     max_delay_ms: float = Field(default=0.0, ge=0)
     """How long a batch may wait to fill. 0: never wait; requests that arrive while a
     batch is in flight are batched anyway, so a lone client pays nothing."""
+    adaptive_delay_ms: float = Field(default=2.0, ge=0)
+    """With max_delay_ms 0, how long a batch may wait, under load only, for as many
+    requests as recent batches had. A lone client (batches of one) never waits; under
+    load fewer, fuller runner calls save CPU in the gateway and the runner. 0: off."""
     max_queue: int = Field(default=256, ge=1)
     """Requests waiting per variant; past it the gateway answers 429 / RESOURCE_EXHAUSTED."""
 

@@ -16,6 +16,7 @@ from gateway.batching import (
     Pending,
     batch_deadline,
     batch_key,
+    expected_company,
     split,
     stack,
     take_batch,
@@ -272,4 +273,89 @@ async def test_requests_that_cannot_share_a_call_do_not_serialize() -> None:
     firsts = [t for _, t in runner.starts[:2]]
     assert abs(firsts[1] - firsts[0]) < 0.04
     assert loop.time() - started < 20 * 0.05
+    await batcher.aclose()
+
+
+def test_expected_company_follows_the_recent_mean_of_requests_per_batch() -> None:
+    assert [expected_company(m) for m in (1.0, 1.49, 1.5, 3.7, 16.0)] == [1, 1, 2, 4, 16]
+
+
+async def _busy(batcher: Batcher, clients: int, rounds: int = 12) -> None:
+    """`clients` requests at once, `rounds` times: batches of `clients` requests."""
+    loop = asyncio.get_running_loop()
+    for _ in range(rounds):
+        await asyncio.gather(*(batcher.submit(_req(1), loop.time() + 10) for _ in range(clients)))
+
+
+async def _spread(batcher: Batcher, n: int, gap: float) -> None:
+    """`n` requests arriving `gap` seconds apart, each while the lane is idle."""
+    loop = asyncio.get_running_loop()
+
+    async def one(i: int) -> InferResponse:
+        await asyncio.sleep(gap * i)
+        return await batcher.submit(_req(1, fill=float(i)), loop.time() + 10)
+
+    answers = await asyncio.gather(*(one(i) for i in range(n)))
+    for i, answer in enumerate(answers):
+        np.testing.assert_array_equal(answer.outputs[0].data, np.full((1, 4), i + 1.0))
+
+
+@pytest.mark.parametrize(("adaptive_ms", "calls"), [(500.0, [4]), (0.0, [1, 1, 1, 1])])
+async def test_under_load_a_batch_waits_for_the_company_recent_batches_had(
+    adaptive_ms: float, calls: list[int]
+) -> None:
+    """After batches of four, four requests arriving 10 ms apart to an idle lane go as one
+    call (the first waits for the others); with adaptive_delay_ms 0, as four."""
+    runner = SlowRunner(delay=0.001)
+    loop = asyncio.get_running_loop()
+    cfg = BatchingConfig(max_batch_size=8, adaptive_delay_ms=adaptive_ms)
+    batcher = Batcher("m@a", cfg, runner, clock=loop.time)
+    await _busy(batcher, clients=4)
+    assert runner.calls == [4] * 12
+    runner.calls.clear()
+    await _spread(batcher, 4, gap=0.01)
+    assert runner.calls == calls
+    await batcher.aclose()
+
+
+async def test_a_lone_client_never_waits_for_company() -> None:
+    runner = SlowRunner(delay=0.001)
+    loop = asyncio.get_running_loop()
+    cfg = BatchingConfig(adaptive_delay_ms=500)
+    batcher = Batcher("m@a", cfg, runner, clock=loop.time)
+    started = loop.time()
+    for _ in range(20):
+        await batcher.submit(_req(1), loop.time() + 10)
+    assert runner.calls == [1] * 20
+    assert loop.time() - started < 0.5  # one wait for company alone would take 0.5 s
+    await batcher.aclose()
+
+
+async def test_company_that_does_not_come_costs_the_delay_a_few_times_then_nothing() -> None:
+    """After batches of four, lone requests: each is answered (none is left waiting with
+    no timer), the first ones after the delay, and once the mean of requests per batch
+    has fallen, at once."""
+    runner = SlowRunner(delay=0.001)
+    loop = asyncio.get_running_loop()
+    batcher = Batcher("m@a", BatchingConfig(adaptive_delay_ms=50), runner, clock=loop.time)
+    await _busy(batcher, clients=4)
+    took = []
+    for _ in range(12):
+        start = loop.time()
+        await asyncio.wait_for(batcher.submit(_req(1), loop.time() + 10), 5)
+        took.append(loop.time() - start)
+    assert took[0] >= 0.045  # it waited for company, up to the delay
+    assert max(took[-2:]) < 0.045  # the last ones no longer wait
+    await batcher.aclose()
+
+
+async def test_waiting_for_company_leaves_a_short_deadline_its_time() -> None:
+    """A 200 ms request under a 5 s adaptive delay is still answered: the wait stops at
+    half of what its deadline leaves."""
+    runner = SlowRunner(delay=0.001)
+    loop = asyncio.get_running_loop()
+    batcher = Batcher("m@a", BatchingConfig(adaptive_delay_ms=5000), runner, clock=loop.time)
+    await _busy(batcher, clients=4)
+    answer = await batcher.submit(_req(1), loop.time() + 0.2)
+    assert answer.outputs[0].shape == (1, 4) and runner.calls[-1] == 1
     await batcher.aclose()
