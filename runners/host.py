@@ -24,6 +24,7 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from gateway import eventloop
 from gateway.config import ModelConfig, VariantConfig, load_repository
 from gateway.errors import BadRequest, DeadlineExceeded, ModelNotFound
 from gateway.protocol import signature, v2_grpc
@@ -261,6 +262,6 @@ def main(engine_factory: Callable[[], Engine], argv: list[str] | None = None) ->
     args = parser.parse_args(argv)
     die_with_parent()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    asyncio.run(
+    eventloop.run(
         serve(engine_factory(), args.repository, args.host, args.port, args.port_file, args.socket)
     )

@@ -6,8 +6,8 @@ calls.py (requests to a gateway), tools.py (doctor, bench). None holds serving l
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +15,7 @@ import httpx
 import typer
 from rich.console import Console
 
-from gateway import client
+from gateway import client, eventloop
 from gateway.config import Repository, RepositoryError, Settings, load_repository
 
 app = typer.Typer(
@@ -54,13 +54,8 @@ def _logging(settings: Settings) -> None:
     )
 
 
-def _run(coro: object) -> None:
-    try:
-        import uvloop
-
-        uvloop.run(coro)  # type: ignore[arg-type]
-    except ImportError:
-        asyncio.run(coro)  # type: ignore[arg-type]
+def _run(coro: Coroutine[Any, Any, None]) -> None:
+    eventloop.run(coro)
 
 
 def gateway_call(

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from gateway import eventloop
 from gateway.config import Repository, Settings
 from gateway.dataplane import DataPlane
 from gateway.errors import Unavailable
@@ -225,12 +226,7 @@ def main(argv: list[str] | None = None) -> None:
         level=str(settings.get("log_level", "info")).upper(),
         format=f"%(asctime)s %(levelname)s %(name)s [worker {spec['index']}]: %(message)s",
     )
-    try:
-        import uvloop
-
-        uvloop.run(run(spec))
-    except ImportError:
-        asyncio.run(run(spec))
+    eventloop.run(run(spec))
 
 
 if __name__ == "__main__":

@@ -9,12 +9,12 @@ grpc.health.v1 service as our other runners.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import time
 from pathlib import Path
 
+from gateway import eventloop
 from runners.lifetime import die_with_parent
 
 NAME = "servegate tf runner (TF Serving API; no tensorflow_model_server binary)"
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     die_with_parent()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    asyncio.run(serve(args.repository, args.host, args.port, args.port_file))
+    eventloop.run(serve(args.repository, args.host, args.port, args.port_file))
 
 
 if __name__ == "__main__":
