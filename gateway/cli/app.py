@@ -7,7 +7,6 @@ calls.py (requests to a gateway), tools.py (doctor, bench). None holds serving l
 from __future__ import annotations
 
 import logging
-from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +14,7 @@ import httpx
 import typer
 from rich.console import Console
 
-from gateway import client, eventloop
+from gateway import client
 from gateway.config import Repository, RepositoryError, Settings, load_repository
 
 app = typer.Typer(
@@ -52,10 +51,6 @@ def _logging(settings: Settings) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-
-
-def _run(coro: Coroutine[Any, Any, None]) -> None:
-    eventloop.run(coro)
 
 
 def gateway_call(

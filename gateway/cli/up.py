@@ -16,7 +16,8 @@ from typing import Annotated
 
 import typer
 
-from gateway.cli.app import _load, _logging, _run, app, console
+from gateway import eventloop
+from gateway.cli.app import _load, _logging, app, console
 from gateway.cli.models import _run_builder
 from gateway.cli.ready import Ready, example, variant_table, write_ready_file
 from gateway.config import (
@@ -215,7 +216,7 @@ def up(
     kinds = runner if runner else needed_runners(repo)
     _logging(settings)
     try:
-        _run(_serve(settings, repo, kinds, {}, ready_file, poll))
+        eventloop.run(_serve(settings, repo, kinds, {}, ready_file, poll))
     except RunnerFailed as exc:
         console.print(f"[red]runner failed:[/] {exc}")
         raise typer.Exit(1) from None
@@ -258,4 +259,4 @@ def serve(
         keys[kind] = Path(path)
     settings = _with_workers(_settings(host, http_port, grpc_port, repository), workers)
     _logging(settings)
-    _run(_serve(settings, _load(settings.repository), [], endpoints, external_keys=keys))
+    eventloop.run(_serve(settings, _load(settings.repository), [], endpoints, external_keys=keys))
