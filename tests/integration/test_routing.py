@@ -129,10 +129,13 @@ def test_hedging_cuts_the_tail_a_slow_variant_makes(
     ).status_code == 200
     x = digits["inputs"][:1]
     pinned = sorted(infer(http, x)[2] for _ in range(200))
+    # The budget's bucket starts empty: at 0.2 a share, three delays among the first calls
+    # (or close together) go unhedged in about 3 % of runs and hold the p99 up; at 0.5 the
+    # bucket runs short in under 1 in 10^4 (simulated). The budget's limit is unit-tested.
     assert http.put(
         "/admin/models/digits/routing",
         json={"policy": "hedged", "default": "onnx", "order": ["jax"], "after_ms": 20,
-              "budget": 0.2},
+              "budget": 0.5},
     ).status_code == 200  # fmt: skip
     sent_before = metric(http, "servegate_hedge_total", model="digits", outcome="sent")
     hedged = sorted(infer(http, x)[2] for _ in range(200))
@@ -141,4 +144,4 @@ def test_hedging_cuts_the_tail_a_slow_variant_makes(
     print(f"\np99 pinned {p99[0] * 1000:.1f} ms, hedged {p99[1] * 1000:.1f} ms; {extra:.0f} hedges")
     assert p99[0] >= 0.1  # the fault is there: the pinned tail waits it out
     assert p99[1] < p99[0] / 2  # hedging cuts it
-    assert 0 < extra <= 0.2 * 200 + 10  # within the budget (plus what the bucket holds)
+    assert 0 < extra <= 0.5 * 200  # within the budget
