@@ -2,8 +2,10 @@
 
 The onnx and jax runners are this host plus an `Engine`; the host owns the wire
 protocol (gateway.protocol, one copy of it), the repository scan, the port file and
-the standard gRPC health service. Model calls run on one worker thread, so a long
-call never stalls health checks.
+the standard gRPC health service. Model calls run one at a time on one worker thread, so
+a long call never stalls health checks; a call whose input shapes last ran in under
+INLINE_BELOW_S runs on the event loop instead, when the thread is idle: for a small model
+the hop to the thread and back (two wake-ups) costs more than the call itself.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ log = logging.getLogger("servegate.runner")
 Predict = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
 
 DRAIN_S = 5.0  # on SIGTERM, how long calls in flight may take to finish
+INLINE_BELOW_S = 0.0005  # a call this fast stalls the loop less than a thread hop costs
+SHAPES_KEPT = 256  # recent call times are kept for this many (model, input shapes)
 
 
 class Engine(Protocol):
@@ -77,6 +81,10 @@ class RunnerService:
         self.engine = engine
         self.models = models
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+        self._in_thread = 0
+        self._seconds: dict[tuple[object, ...], float] = {}
+        """The last call's seconds by (model, version, input shapes): a shape never seen
+        (a JAX compile, ORT's first run) and one that ran slowly go to the thread."""
 
     def _find(self, name: str, version: str) -> Loaded:
         if version:
@@ -95,10 +103,7 @@ class RunnerService:
         signature.check(request, sig)
         inputs = {t.name: t.data for t in request.inputs}
         deadline = _deadline(request.parameters.get("timeout"))
-        loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(
-            self._executor, _predict_in_time, loaded.predict, inputs, deadline
-        )
+        result = await self._predict(loaded, inputs, deadline)
         wanted = [o.name for o in request.outputs] or [s.name for s in sig.outputs]
         outputs = []
         for name in wanted:
@@ -117,6 +122,28 @@ class RunnerService:
                 outputs=tuple(outputs),
             )
         )
+
+    async def _predict(
+        self, loaded: Loaded, inputs: Mapping[str, np.ndarray], deadline: float | None
+    ) -> Mapping[str, np.ndarray]:
+        """One model call, on the loop when it is known to be fast and the thread is idle
+        (so calls never overlap), else on the thread; its time decides the next one's."""
+        key = (loaded.model.name, loaded.version, *(a.shape for a in inputs.values()))
+        last = self._seconds.get(key)
+        if last is not None and last < INLINE_BELOW_S and not self._in_thread:
+            result, seconds = _timed_predict(loaded.predict, inputs, deadline)
+        else:
+            self._in_thread += 1
+            try:
+                result, seconds = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, _timed_predict, loaded.predict, inputs, deadline
+                )
+            finally:
+                self._in_thread -= 1
+        if len(self._seconds) >= SHAPES_KEPT and key not in self._seconds:
+            self._seconds.clear()
+        self._seconds[key] = seconds
+        return result
 
     def ready(self, req: pb.ModelReadyRequest) -> pb.ModelReadyResponse:
         try:
@@ -185,13 +212,16 @@ def _deadline(timeout_us: object) -> float | None:
     return None
 
 
-def _predict_in_time(
+def _timed_predict(
     predict: Predict, inputs: Mapping[str, np.ndarray], deadline: float | None
-) -> Mapping[str, np.ndarray]:
-    """Runs on the model thread: work whose caller has given up while it queued is dropped."""
+) -> tuple[Mapping[str, np.ndarray], float]:
+    """The call's outputs and seconds; work whose caller has given up while it queued is
+    dropped."""
     if deadline is not None and time.monotonic() >= deadline:
         raise DeadlineExceeded("deadline passed while queued in the runner")
-    return predict(inputs)
+    started = time.perf_counter()
+    result = predict(inputs)
+    return result, time.perf_counter() - started
 
 
 def write_port_file(path: Path, port: int) -> None:

@@ -3,8 +3,9 @@ model call never returns for a poisoned input (a NaN anywhere in the batch: the 
 may stack the poisoned request behind others).
 
 This is the "model handler that never returns" of the resilience tests: the process lives,
-its event loop and health service answer, only inference hangs. Everything else is the
-real runner host and ONNX Runtime.
+only inference hangs (in the model thread, or on the event loop itself when the host had
+found this shape fast enough to call there). Everything else is the real runner host and
+ONNX Runtime.
 """
 
 from __future__ import annotations
