@@ -39,11 +39,11 @@ class SlowEngine:
         return "cpu"
 
 
-def _request(timeout_us: int | None = None) -> InferRequest:
+def _request(timeout_us: int | None = None, rows: int = 1) -> InferRequest:
     return InferRequest(
         "tiny",
-        (Tensor("x", "FP32", np.ones((1, 4), np.float32)),
-         Tensor("tag", "BYTES", np.array([b"a"], dtype=object))),
+        (Tensor("x", "FP32", np.ones((rows, 4), np.float32)),
+         Tensor("tag", "BYTES", np.array([b"a"] * rows, dtype=object))),
         parameters={"timeout": timeout_us} if timeout_us else {},
     )  # fmt: skip
 
@@ -103,13 +103,7 @@ def _recording(tiny_repo: Repository) -> tuple[RecordingEngine, RunnerService]:
 
 
 def _rows(n: int) -> pb.ModelInferRequest:
-    return v2_grpc.request_to_pb(
-        InferRequest(
-            "tiny",
-            (Tensor("x", "FP32", np.ones((n, 4), np.float32)),
-             Tensor("tag", "BYTES", np.array([b"a"] * n, dtype=object))),
-        )
-    )  # fmt: skip
+    return v2_grpc.request_to_pb(_request(rows=n))
 
 
 async def test_a_fast_model_runs_on_the_loop_once_its_shapes_are_known(
